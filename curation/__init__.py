@@ -1,0 +1,1 @@
+"""The curation library: ingest adapters, the DuckDB store and the curation stages."""

@@ -1,0 +1,224 @@
+"""Turn raw records into validated trace rows or quarantine entries. Runs in worker processes, so
+it takes and returns only plain picklable data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import xxhash
+from pydantic import ValidationError
+
+from curation.ingest import formats
+from curation.ingest.normalize import RecordError
+from curation.ingest.readers import Problem, RawRecord
+from schemas.trace import Trace, describe_errors
+
+COLUMNS = (
+    "trace_id",
+    "source_format",
+    "source_file",
+    "source_line",
+    "content_hash",
+    "session_id",
+    "user_id",
+    "created_at",
+    "model",
+    "tags",
+    "metadata",
+    "messages",
+    "tools",
+    "finish_reason",
+    "error",
+    "latency_ms",
+    "input_tokens",
+    "output_tokens",
+    "feedback",
+    "n_messages",
+)
+
+
+@dataclass(slots=True)
+class Quarantined:
+    line: int
+    code: str
+    message: str
+    excerpt: str
+    source_format: str | None = None
+
+
+@dataclass(slots=True)
+class BatchPart:
+    """A Batch API line, joined with its other half on `custom_id` by the ingest loop."""
+
+    kind: str  # "input" | "output"
+    custom_id: str
+    line: int
+    record: dict[str, Any]
+    raw_key: str
+
+
+@dataclass(slots=True)
+class ChunkResult:
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    formats: list[str] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)
+    batch: list[BatchPart] = field(default_factory=list)
+
+
+def _excerpt(payload: Any, n: int) -> str:
+    if isinstance(payload, bytes):
+        return payload[:n].decode("utf-8", "replace")
+    return orjson.dumps(payload, default=str)[:n].decode("utf-8", "replace")
+
+
+def _str(v: Any) -> str | None:
+    return None if v is None or v == "" else str(v)
+
+
+def build_row(rec: dict[str, Any], fmt: str, file: str, line: int, raw_key: str) -> tuple[Any, ...]:
+    """Validate one partial trace from an adapter and lay it out as a `traces` row.
+
+    Raises RecordError (`no_messages`, `unknown_role`, `schema_error`) naming the failing field."""
+    if not rec.get("messages"):
+        raise RecordError("no_messages", "messages: the record holds no conversation messages")
+    source_id = _str(rec.get("source_id"))
+    meta = {k: v for k, v in (rec.get("metadata") or {}).items() if v is not None}
+    try:
+        trace = Trace.model_validate(
+            {
+                "trace_id": f"{fmt}:{source_id}" if source_id else f"{fmt}:sha:{raw_key}",
+                "source_format": fmt,
+                "source_file": file,
+                "source_line": line,
+                "content_hash": "",
+                "session_id": _str(rec.get("session_id")),
+                "user_id": _str(rec.get("user_id")),
+                "created_at": rec.get("created_at"),
+                "model": _str(rec.get("model")),
+                "tags": rec.get("tags") or [],
+                "metadata": meta,
+                "messages": rec["messages"],
+                "tools": rec.get("tools"),
+                "finish_reason": _str(rec.get("finish_reason")),
+                "error": _str(rec.get("error")),
+                "latency_ms": rec.get("latency_ms"),
+                "usage": {k: v for k, v in (rec.get("usage") or {}).items() if v is not None},
+                "feedback": rec.get("feedback") or [],
+            }
+        )
+    except ValidationError as exc:
+        unknown_role = any(e["loc"][-1] == "role" and e["type"] == "literal_error" for e in exc.errors())
+        raise RecordError("unknown_role" if unknown_role else "schema_error", describe_errors(exc)) from None
+    messages = orjson.dumps([m.model_dump(exclude_none=True) for m in trace.messages])
+    return (
+        trace.trace_id,
+        fmt,
+        file,
+        line,
+        xxhash.xxh3_128_hexdigest(messages),
+        trace.session_id,
+        trace.user_id,
+        trace.created_at,
+        trace.model,
+        trace.tags,
+        orjson.dumps(trace.metadata, default=str).decode(),
+        messages.decode(),
+        orjson.dumps(trace.tools).decode() if trace.tools is not None else None,
+        trace.finish_reason,
+        trace.error,
+        trace.latency_ms,
+        trace.usage.input_tokens,
+        trace.usage.output_tokens,
+        orjson.dumps([f.model_dump(exclude_none=True) for f in trace.feedback]).decode(),
+        len(trace.messages),
+    )
+
+
+def _decode(payload: bytes) -> Any:
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        try:
+            payload.decode("utf-8")
+        except UnicodeDecodeError as uexc:
+            raise RecordError("encoding_error", f"not valid UTF-8 at byte {uexc.start}") from None
+        raise RecordError("invalid_json", f"{exc}") from None
+
+
+def parse_chunk(records: list[RawRecord], file: str, forced: str | None, excerpt_chars: int) -> ChunkResult:
+    """Parse, detect, normalize and validate a chunk of raw records from one file."""
+    out = ChunkResult()
+    for line, payload in records:
+        if isinstance(payload, Problem):
+            out.quarantined.append(
+                Quarantined(line, payload.code, payload.message, _excerpt(payload.excerpt, excerpt_chars))
+            )
+            continue
+        try:
+            obj = _decode(payload) if isinstance(payload, bytes) else payload
+        except RecordError as exc:
+            out.quarantined.append(Quarantined(line, exc.code, exc.message, _excerpt(payload, excerpt_chars), forced))
+            continue
+        if isinstance(payload, bytes):
+            raw_key = xxhash.xxh3_128_hexdigest(payload.strip())
+        else:
+            raw_key = xxhash.xxh3_128_hexdigest(orjson.dumps(obj, default=str, option=orjson.OPT_SORT_KEYS))
+        items = obj if isinstance(obj, list) else [obj]
+        for i, item in enumerate(items):
+            try:
+                _one(out, item, line, file, forced, raw_key if len(items) == 1 else f"{raw_key}:{i}", excerpt_chars)
+            except RecordError as exc:
+                out.quarantined.append(Quarantined(line, exc.code, exc.message, _excerpt(item, excerpt_chars), forced))
+    return out
+
+
+def _one(
+    out: ChunkResult, obj: Any, line: int, file: str, forced: str | None, raw_key: str, excerpt_chars: int
+) -> None:
+    if forced:
+        fmt = formats.BY_NAME[forced]
+        if not isinstance(obj, dict) or not fmt.detect(obj):
+            raise RecordError("unknown_format", f"record does not look like {forced} (keys: {_keys(obj)})")
+    else:
+        found = formats.detect(obj)
+        if found is None:
+            raise RecordError("unknown_format", f"no known trace format matches this record (keys: {_keys(obj)})")
+        fmt = found
+    if fmt.name == "openai_batch":
+        kind = "input" if "body" in obj else "output"
+        out.batch.append(BatchPart(kind, str(obj["custom_id"]), line, obj, raw_key))
+        return
+    try:
+        parsed = fmt.parse(obj)
+    except RecordError as exc:
+        exc.message = f"{fmt.name}: {exc.message}"
+        raise
+    except (TypeError, AttributeError, ValueError, KeyError) as exc:
+        raise RecordError("schema_error", f"{fmt.name}: {type(exc).__name__}: {exc}") from None
+    for i, rec in enumerate(parsed):
+        key = raw_key if len(parsed) == 1 else f"{raw_key}:{i}"
+        try:
+            if isinstance(rec, RecordError):
+                raise rec
+            out.rows.append(build_row(rec, fmt.name, file, line, key))
+            out.formats.append(fmt.name)
+        except RecordError as exc:
+            out.quarantined.append(
+                Quarantined(line, exc.code, f"{fmt.name}: {exc.message}", _excerpt(obj, excerpt_chars), fmt.name)
+            )
+
+
+def _keys(obj: Any) -> str:
+    if isinstance(obj, dict):
+        return ", ".join(list(obj)[:8]) or "none"
+    return f"a JSON {type(obj).__name__}, not an object"
+
+
+def parse_batch_pair(inp: BatchPart, out: BatchPart, file: str) -> tuple[Any, ...]:
+    """A joined Batch API pair to a row; its trace is located at the output line."""
+    from curation.ingest.adapters.openai import join_batch
+
+    rec = join_batch(inp.record, out.record)[0]
+    return build_row(rec, "openai_batch", file, out.line, out.raw_key)

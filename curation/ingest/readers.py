@@ -1,0 +1,207 @@
+"""Streaming readers: turn a trace file (JSONL, JSON array or object, gzip/zstd, Parquet) into
+numbered raw records without ever loading the whole file."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import ijson
+import orjson
+import zstandard
+
+SUFFIXES = (".jsonl", ".ndjson", ".json", ".gz", ".zst", ".zstd", ".parquet")
+BOM = b"\xef\xbb\xbf"
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_PARQUET_MAGIC = b"PAR1"
+
+
+@dataclass(slots=True)
+class Problem:
+    """A record (or a whole file) that could not be read: it goes to quarantine with this code."""
+
+    code: str
+    message: str
+    excerpt: bytes = b""
+
+
+# A raw record is (number, payload): bytes of one JSONL line, an already-decoded object
+# (JSON array item, Parquet row), or a Problem. `number` is the 1-based line, item or row.
+RawRecord = tuple[int, "bytes | dict[str, Any] | list[Any] | Problem"]
+
+
+def walk(paths: list[str | Path]) -> list[Path]:
+    """Expand directories (recursively, sorted, hidden files skipped) into trace files."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(
+                f
+                for f in p.rglob("*")
+                if f.is_file()
+                and f.name.lower().endswith(SUFFIXES)
+                and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            )
+        elif p.exists():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"{p}: no such file or directory")
+    return out
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class TraceFile:
+    """An open trace file: decompresses by magic bytes and reports progress in on-disk bytes."""
+
+    def __init__(self, path: Path, max_record_bytes: int) -> None:
+        self.path = path
+        self.max_record_bytes = max_record_bytes
+        self.size = path.stat().st_size
+        self._raw = path.open("rb", buffering=1 << 20)
+        name = path.name.lower().removesuffix(".gz").removesuffix(".zst").removesuffix(".zstd")
+        self.line_delimited = name.endswith((".jsonl", ".ndjson"))
+        magic = self._raw.read(4)
+        self._raw.seek(0)
+        self.kind = "parquet" if magic == _PARQUET_MAGIC else "json"
+        self.stream: IO[bytes]
+        if magic[:2] == _GZIP_MAGIC:
+            self.stream = io.BufferedReader(gzip.GzipFile(fileobj=self._raw), 1 << 20)
+        elif magic == _ZSTD_MAGIC:
+            self.stream = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(self._raw), 1 << 20)
+        else:
+            self.stream = self._raw
+
+    def position(self) -> int:
+        """Bytes of the file on disk consumed so far (for progress bars)."""
+        try:
+            return self._raw.tell()
+        except ValueError:
+            return self.size
+
+    def close(self) -> None:
+        self.stream.close()
+        self._raw.close()
+
+    def __enter__(self) -> TraceFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def records(self) -> Iterator[RawRecord]:
+        """Yield numbered raw records; a corrupt stream ends with one `corrupt_file` problem."""
+        last = 0
+        try:
+            it = self._parquet() if self.kind == "parquet" else self._json()
+            for n, payload in it:
+                last = n
+                yield n, payload
+        except (OSError, EOFError, zlib.error, zstandard.ZstdError) as exc:
+            yield last + 1, Problem("corrupt_file", f"stream broken after record {last}: {exc}")
+
+    def _json(self) -> Iterator[RawRecord]:
+        head = self.stream.peek(1 << 20) if hasattr(self.stream, "peek") else b""
+        if head.startswith(BOM):
+            self.stream.read(len(BOM))
+            head = head[len(BOM) :]
+        if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            yield 1, Problem("encoding_error", "file is UTF-16 (byte-order mark FF FE); re-save it as UTF-8")
+            return
+        first = head.lstrip()[:1]
+        if not first:
+            yield 0, Problem("empty_file", "file has no records")
+        elif self.line_delimited or first not in (b"[", b"{") or _parses_as_line(head):
+            yield from self._lines()
+        elif first == b"[":
+            yield from self._array()
+        else:
+            yield from self._document()
+
+    def _lines(self) -> Iterator[RawRecord]:
+        limit = self.max_record_bytes
+        n = 0
+        readline = self.stream.readline
+        while True:
+            line = readline(limit + 1)
+            if not line:
+                return
+            n += 1
+            if len(line) > limit and not line.endswith(b"\n"):
+                size, excerpt = len(line), line[:200]
+                while line and not line.endswith(b"\n"):
+                    line = readline(1 << 20)
+                    size += len(line)
+                yield (
+                    n,
+                    Problem(
+                        "too_large",
+                        f"line is {size:,} bytes; the limit is {limit:,} (ingest.max_record_bytes)",
+                        excerpt,
+                    ),
+                )
+                continue
+            if line.strip():
+                yield n, line
+
+    def _array(self) -> Iterator[RawRecord]:
+        n = 0
+        try:
+            for n, item in enumerate(ijson.items(self.stream, "item", use_float=True), start=1):
+                yield n, item
+        except ijson.JSONError as exc:
+            yield n + 1, Problem("invalid_json", f"JSON array item {n + 1}: {exc}; the rest of the file is unreadable")
+        except UnicodeDecodeError as exc:
+            yield n + 1, Problem("encoding_error", f"JSON array item {n + 1}: not valid UTF-8 ({exc.reason})")
+        if n == 0:
+            yield 0, Problem("empty_file", "JSON array has no records")
+
+    def _document(self) -> Iterator[RawRecord]:
+        data = self.stream.read(self.max_record_bytes + 1)
+        if len(data) > self.max_record_bytes:
+            size = len(data) + sum(len(c) for c in iter(lambda: self.stream.read(1 << 20), b""))
+            yield (
+                1,
+                Problem(
+                    "too_large", f"JSON document is {size:,} bytes; the limit is {self.max_record_bytes:,}", data[:200]
+                ),
+            )
+            return
+        yield 1, data
+
+    def _parquet(self) -> Iterator[RawRecord]:
+        import pyarrow.parquet as pq
+
+        n = 0
+        for batch in pq.ParquetFile(self._raw).iter_batches(batch_size=2048):
+            for row in batch.to_pylist():
+                n += 1
+                yield n, row
+        if n == 0:
+            yield 0, Problem("empty_file", "Parquet file has no rows")
+
+
+def _parses_as_line(head: bytes) -> bool:
+    """True when the first line is a complete JSON value followed by more lines (JSONL), rather
+    than the start of one JSON document."""
+    end = head.find(b"\n")
+    if end < 0 or not head[end:].strip():
+        return False
+    try:
+        orjson.loads(head[:end])
+    except orjson.JSONDecodeError:
+        return False
+    return True

@@ -1,0 +1,132 @@
+"""The DuckDB store: opens or creates the database file and applies numbered migrations.
+
+One process writes at a time; a second one gets `StoreLockedError` with a one-line explanation."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from types import TracebackType
+
+import duckdb
+
+DEFAULT_DB = Path("data/tracetune.duckdb")
+
+# Numbered migrations: append, never edit a released one.
+MIGRATIONS: tuple[tuple[int, str, str], ...] = (
+    (
+        1,
+        "traces, quarantine, ingest_files",
+        """
+        CREATE TABLE traces (
+            trace_id VARCHAR PRIMARY KEY,
+            source_format VARCHAR NOT NULL,
+            source_file VARCHAR NOT NULL,
+            source_line BIGINT NOT NULL,
+            content_hash VARCHAR NOT NULL,
+            session_id VARCHAR,
+            user_id VARCHAR,
+            created_at TIMESTAMPTZ,
+            model VARCHAR,
+            tags VARCHAR[],
+            metadata JSON,
+            messages JSON NOT NULL,
+            tools JSON,
+            finish_reason VARCHAR,
+            error VARCHAR,
+            latency_ms DOUBLE,
+            input_tokens BIGINT,
+            output_tokens BIGINT,
+            feedback JSON,
+            n_messages INTEGER NOT NULL,
+            ingested_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+        );
+        CREATE TABLE quarantine (
+            source_file VARCHAR NOT NULL,
+            source_line BIGINT NOT NULL,
+            code VARCHAR NOT NULL,
+            message VARCHAR NOT NULL,
+            excerpt VARCHAR,
+            source_format VARCHAR,
+            record_key VARCHAR NOT NULL,
+            ingested_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+            PRIMARY KEY (source_file, record_key)
+        );
+        CREATE TABLE ingest_files (
+            path VARCHAR NOT NULL,
+            sha256 VARCHAR PRIMARY KEY,
+            size BIGINT NOT NULL,
+            records BIGINT NOT NULL,
+            accepted BIGINT NOT NULL,
+            already_present BIGINT NOT NULL,
+            quarantined BIGINT NOT NULL,
+            formats VARCHAR[],
+            ingested_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+        );
+    """,
+    ),
+)
+
+
+class StoreError(RuntimeError):
+    """A store problem worth one line to the user (locked, not a database, newer schema)."""
+
+
+class StoreLockedError(StoreError):
+    pass
+
+
+class Store:
+    """A DuckDB database holding the tracetune tables. Use as a context manager."""
+
+    def __init__(self, path: str | Path = DEFAULT_DB, read_only: bool = False) -> None:
+        self.path = Path(path)
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.IOException as exc:
+            text = str(exc)
+            if "lock" in text.lower():
+                pid = re.search(r"PID (\d+)", text)
+                who = f" by process {pid.group(1)}" if pid else ""
+                raise StoreLockedError(
+                    f"{self.path}: database is locked{who}; only one tracetune process can write at a time"
+                ) from None
+            raise StoreError(f"{self.path}: cannot open database: {text.splitlines()[0]}") from None
+        except duckdb.Error as exc:
+            raise StoreError(f"{self.path}: not a tracetune DuckDB database ({str(exc).splitlines()[0]})") from None
+        if not read_only:
+            self.migrate()
+
+    def migrate(self) -> int:
+        """Apply pending migrations in order; returns the schema version."""
+        self.con.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR, "
+            "applied_at TIMESTAMPTZ DEFAULT current_timestamp)"
+        )
+        row = self.con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+        current = int(row[0]) if row else 0
+        latest = MIGRATIONS[-1][0]
+        if current > latest:
+            raise StoreError(f"{self.path}: schema version {current} is newer than this tracetune ({latest})")
+        for version, name, sql in MIGRATIONS:
+            if version > current:
+                self.con.execute("BEGIN")
+                self.con.execute(sql)
+                self.con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
+                self.con.execute("COMMIT")
+        return latest
+
+    def count(self, table: str) -> int:
+        row = self.con.execute(f"SELECT count(*) FROM {table}").fetchone()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()

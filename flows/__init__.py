@@ -1,0 +1,1 @@
+"""Prefect flows that orchestrate the curation and training libraries (no curation logic here)."""

@@ -1,0 +1,1 @@
+"""pydantic models at tracetune's boundaries: the canonical Trace and the configuration."""

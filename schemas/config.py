@@ -1,0 +1,79 @@
+"""The tracetune YAML configuration, validated with pydantic (unknown keys are errors)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from schemas.trace import field_path
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "data" / "tracetune.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IngestConfig(_Section):
+    """How trace files are read into the store."""
+
+    max_record_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1024, description="a record larger than this is quarantined as too_large"
+    )
+    batch_size: int = Field(default=5000, ge=1, description="records written to DuckDB per transaction")
+    workers: int = Field(
+        default=0, ge=0, description="parser processes; 0 = one per core (files are split into chunks)"
+    )
+    excerpt_chars: int = Field(default=400, ge=0, description="payload excerpt kept in quarantine rows")
+
+
+class Config(_Section):
+    """Top-level configuration; each stage reads its own section."""
+
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+
+
+class ConfigError(ValueError):
+    """A configuration file that does not validate; the message names the file and key."""
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load and validate a YAML config (the embedded default when `path` is None)."""
+    p = Path(path) if path else DEFAULT_CONFIG
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of sections")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        key = field_path(first["loc"])
+        if first["type"] == "extra_forbidden":
+            parent = _model_at(first["loc"][:-1])
+            allowed = ", ".join(parent.model_fields) if parent else "?"
+            raise ConfigError(f"{p}: unknown key '{key}' (allowed here: {allowed})") from None
+        raise ConfigError(f"{p}: {key}: {first['msg']}") from None
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        ann = field.annotation if field else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return None
+        model = ann
+    return model
+
+
+def config_hash(config: Config) -> str:
+    """Stable short hash of a config, recorded in every output it produces."""
+    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]

@@ -1,0 +1,106 @@
+"""The canonical trace: the one shape every ingest adapter produces."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+Role = Literal["system", "user", "assistant", "tool"]
+ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ToolCall(_Strict):
+    """One function call made by the assistant; `arguments` is JSON text as the model wrote it."""
+
+    id: str | None = None
+    name: str
+    arguments: str = ""
+
+
+class Message(_Strict):
+    """One chat turn. `weight` 0 marks an assistant turn that is context, not a training target."""
+
+    role: Role
+    content: str = ""
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    weight: Literal[0, 1] | None = None
+
+
+class Usage(_Strict):
+    input_tokens: int | None = Field(default=None, ge=0)
+    output_tokens: int | None = Field(default=None, ge=0)
+
+
+class Feedback(_Strict):
+    """A thumbs up/down, score or label attached to the trace by a user or an evaluator."""
+
+    name: str
+    value: float | str | bool | None = None
+    comment: str | None = None
+    source: str | None = None
+
+
+class Trace(BaseModel):
+    """One logged LLM call (or conversation), normalized from any supported source format."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trace_id: str = Field(min_length=1)
+    source_format: str
+    source_file: str
+    source_line: int = Field(ge=0)
+    content_hash: str
+    session_id: str | None = None
+    user_id: str | None = None
+    created_at: datetime | None = None
+    model: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    messages: list[Message]
+    tools: list[dict[str, Any]] | None = None
+    finish_reason: str | None = None
+    error: str | None = None
+    latency_ms: float | None = Field(default=None, ge=0)
+    usage: Usage = Field(default_factory=Usage)
+    feedback: list[Feedback] = Field(default_factory=list)
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("timestamp has no time zone; traces store UTC instants")
+        return v
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """Render a pydantic error location as `messages[2].tool_calls[0].name`."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "<record>"
+
+
+def describe_errors(exc: ValidationError, limit: int = 3) -> str:
+    """One line naming each failing field path and why, e.g. `messages[1].role: Input should be ...`."""
+    parts = []
+    for err in exc.errors(include_url=False)[:limit]:
+        msg = err["msg"]
+        if "input" in err and err["type"] not in ("missing",):
+            shown = repr(err["input"])
+            msg += f" (got {shown[:60]})"
+        parts.append(f"{field_path(err['loc'])}: {msg}")
+    more = exc.error_count() - limit
+    if more > 0:
+        parts.append(f"... and {more} more")
+    return "; ".join(parts)

@@ -1,0 +1,140 @@
+"""The `tracetune` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from curation.ingest import IngestStats, ingest
+from curation.ingest.formats import NAMES, help_text
+from curation.store import DEFAULT_DB, Store, StoreError
+from schemas.config import ConfigError, load_config
+
+SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
+
+app = typer.Typer(
+    help="Turn production LLM chat traces into fine-tuning datasets and LoRA adapters.\n\n"
+    "Trace formats read by `ingest` (auto-detected per record):\n\n" + help_text().replace("\n", "\n\n"),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _run_ingest(paths: list[Path], db: Path, fmt: str, config: Path | None, quiet: bool) -> IngestStats:
+    try:
+        cfg = load_config(config)
+        with Store(db) as store:
+            bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=err,
+                transient=True,
+                disable=quiet or not err.is_terminal,
+            )
+            tasks: dict[str, Any] = {}
+
+            def progress(file: str, done: int, total: int) -> None:
+                if file not in tasks:
+                    tasks[file] = bar.add_task(Path(file).name[-40:], total=total)
+                bar.update(tasks[file], completed=done)
+
+            with bar:
+                return ingest(store, [str(p) for p in paths], fmt, cfg.ingest, progress)
+    except (StoreError, ConfigError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+        raise AssertionError from exc  # unreachable: _fail exits
+
+
+def _summary(stats: IngestStats, db: Path) -> None:
+    out = Console()
+    out.print(
+        f"[bold]ingested[/] {stats.files} file(s) into {db} in {stats.seconds:.1f}s "
+        f"({stats.files_skipped} unchanged, skipped)"
+    )
+    t = Table(show_header=True, header_style="bold")
+    t.add_column("records", justify="right")
+    t.add_column("accepted", justify="right")
+    t.add_column("already present", justify="right")
+    t.add_column("quarantined", justify="right")
+    t.add_row(str(stats.records), str(stats.accepted), str(stats.already_present), str(stats.quarantined))
+    out.print(t)
+    if stats.by_format:
+        out.print("accepted by format: " + ", ".join(f"{k} {v}" for k, v in stats.by_format.most_common()))
+    if stats.quarantine_reasons:
+        out.print("quarantined by reason: " + ", ".join(f"{k} {v}" for k, v in stats.quarantine_reasons.most_common()))
+        out.print(f'see them with: duckdb {db} "SELECT source_file, source_line, code, message FROM quarantine"')
+
+
+DbOpt = Annotated[Path, typer.Option("--db", help="DuckDB database file (created if missing).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object with the counts on stdout.")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML config (default: data/tracetune.yaml).")]
+
+
+@app.command("ingest")
+def ingest_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="Trace files or directories (walked recursively).")],
+    db: DbOpt = DEFAULT_DB,
+    fmt: Annotated[str, typer.Option("--format", help=f"auto, or force one of: {', '.join(NAMES)}.")] = "auto",
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Read trace files into the DuckDB store; unusable records go to `quarantine` with a reason.
+
+    Files may be .jsonl, .json (one object or an array), .parquet, and gzip or zstd compressed; a
+    directory is walked. Re-ingesting an unchanged file is a no-op (its sha256 is recorded); a changed
+    file adds only records not already stored. Counts reconcile:
+    records = accepted + already_present + quarantined.
+
+    Batch API input and output files are joined on custom_id: ingest them in the same call.
+    """
+    stats = _run_ingest(paths, db, fmt, config, quiet=False)
+    if as_json:
+        sys.stdout.write(json.dumps({"db": str(db), **stats.as_dict()}) + "\n")
+    else:
+        _summary(stats, db)
+
+
+@app.command()
+def demo(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
+    """Run the main job on the embedded sample traces (data/samples): for now, ingest and summarize."""
+    stats = _run_ingest([SAMPLES], db, "auto", None, quiet=False)
+    if as_json:
+        sys.stdout.write(json.dumps({"db": str(db), **stats.as_dict()}) + "\n")
+        return
+    _summary(stats, db)
+    with Store(db, read_only=True) as store:
+        rows = store.con.execute(
+            "SELECT source_format, count(*), count(DISTINCT session_id), round(avg(n_messages), 1) "
+            "FROM traces GROUP BY 1 ORDER BY 2 DESC"
+        ).fetchall()
+    t = Table(title=f"traces in {db}", header_style="bold")
+    for col in ("format", "traces", "sessions", "avg messages"):
+        t.add_column(col, justify="right" if col != "format" else "left")
+    for r in rows:
+        t.add_row(*(str(x) for x in r))
+    Console().print(t)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
