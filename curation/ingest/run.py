@@ -105,10 +105,14 @@ class _FileWriter:
             return
         con = self.store.con
         con.execute("BEGIN")
-        if self.rows:
-            self._insert_rows(con)
-        if self.quarantined:
-            self._insert_quarantine(con)
+        try:
+            if self.rows:
+                self._insert_rows(con)
+            if self.quarantined:
+                self._insert_quarantine(con)
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
         con.execute("COMMIT")
         self.rows, self.row_formats, self.quarantined = [], [], []
 
@@ -169,7 +173,7 @@ class _FileWriter:
                 q.message,
                 q.excerpt,
                 q.source_format,
-                f"{q.code}:{q.line}:{xxhash.xxh3_64_hexdigest(q.excerpt)}",
+                f"{q.code}:{q.line}:{xxhash.xxh3_64_hexdigest(q.excerpt.encode())}",
             )
             for q in self.quarantined
         ]
