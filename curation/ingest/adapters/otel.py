@@ -75,12 +75,7 @@ def _is_llm(attrs: dict[str, Any]) -> bool:
 
 
 def detect(obj: dict[str, Any]) -> bool:
-    if isinstance(obj.get("resourceSpans"), list):
-        return True
-    return _is_span(obj) and (
-        _is_llm(attributes(obj["attributes"]))
-        or any(isinstance(e, dict) and str(e.get("name", "")).startswith("gen_ai.") for e in obj.get("events") or [])
-    )
+    return isinstance(obj.get("resourceSpans"), list) or _is_span(obj)
 
 
 def spans(obj: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -250,6 +245,9 @@ def parse_span(where: str, span: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse(obj: dict[str, Any]) -> list[dict[str, Any] | RecordError]:
-    if _is_span(obj) and not _is_llm(attributes(obj["attributes"])) and not obj.get("events"):
+    events = [
+        e for e in obj.get("events") or [] if isinstance(e, dict) and str(e.get("name", "")).startswith("gen_ai.")
+    ]
+    if _is_span(obj) and not _is_llm(attributes(obj["attributes"])) and not events:
         raise RecordError("not_a_generation", "attributes: span is not an LLM span (no gen_ai.* / llm.* messages)")
     return each(spans(obj), parse_span)
