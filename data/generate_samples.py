@@ -888,6 +888,8 @@ def generate(out: Path = OUT, seed: int = SEED) -> dict[str, Any]:
 
     def note(file: str, line: int, calls: list[Call], fmt: str) -> None:
         for c in calls:
+            if fmt in ("otel", "sharegpt"):  # these exports carry no user feedback
+                c.planted = [p for p in c.planted if p not in ("thumbs_up", "thumbs_down")]
             truth["records"].append(
                 {
                     "file": file,

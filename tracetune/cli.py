@@ -112,6 +112,36 @@ def ingest_cmd(
 
 
 @app.command()
+def quarantine(
+    db: DbOpt = DEFAULT_DB,
+    code: Annotated[str | None, typer.Option("--code", help="Only this reason code (e.g. invalid_json).")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many rows.")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """List quarantined records: file, line, reason code and the message naming the field."""
+    try:
+        with Store(db, read_only=True) as store:
+            found = store.con.execute(
+                "SELECT source_file, source_line, code, message, excerpt FROM quarantine "
+                "WHERE ? IS NULL OR code = ? ORDER BY source_file, source_line LIMIT ?",
+                [code, code, limit],
+            ).fetchall()
+    except StoreError as exc:
+        _fail(str(exc))
+    keys = ("source_file", "source_line", "code", "message", "excerpt")
+    if as_json:
+        for r in found:
+            sys.stdout.write(json.dumps(dict(zip(keys, r, strict=True))) + "\n")
+        return
+    t = Table(header_style="bold")
+    for col in ("file:line", "code", "message"):
+        t.add_column(col)
+    for f, n, c, m, _ in found:
+        t.add_row(f"{f}:{n}", c, m)
+    Console().print(t)
+
+
+@app.command()
 def demo(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
     """Run the main job on the embedded sample traces (data/samples): for now, ingest and summarize."""
     stats = _run_ingest([SAMPLES], db, "auto", None, quiet=False)

@@ -65,6 +65,12 @@ def text_of(content: Any, where: str) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, dict):
+        if "type" not in content:
+            raise RecordError(
+                "schema_error",
+                f"{where}: content must be a string or a list of parts (got an object "
+                f"with keys {', '.join(list(content)[:5])})",
+            )
         content = [content]
     if isinstance(content, list):
         out = []

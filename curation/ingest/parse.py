@@ -144,7 +144,7 @@ def _decode(payload: bytes) -> Any:
             payload.decode("utf-8")
         except UnicodeDecodeError as uexc:
             raise RecordError("encoding_error", f"not valid UTF-8 at byte {uexc.start}") from None
-        raise RecordError("invalid_json", f"{exc}") from None
+        raise RecordError("invalid_json", f"malformed JSON at character {exc.pos}: {exc.msg}") from None
 
 
 def parse_chunk(records: list[RawRecord], file: str, forced: str | None, excerpt_chars: int) -> ChunkResult:

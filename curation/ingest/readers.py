@@ -16,11 +16,15 @@ import ijson
 import orjson
 import zstandard
 
+from curation.ingest.normalize import maybe_json
+
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".gz", ".zst", ".zstd", ".parquet")
 BOM = b"\xef\xbb\xbf"
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _PARQUET_MAGIC = b"PAR1"
+# Decompressed read size: small enough that a corrupt stream loses little of what precedes the break.
+_STREAM_BUFFER = 64 << 10
 
 
 @dataclass(slots=True)
@@ -79,9 +83,9 @@ class TraceFile:
         self.kind = "parquet" if magic == _PARQUET_MAGIC else "json"
         self.stream: IO[bytes]
         if magic[:2] == _GZIP_MAGIC:
-            self.stream = io.BufferedReader(gzip.GzipFile(fileobj=self._raw), 1 << 20)
+            self.stream = io.BufferedReader(gzip.GzipFile(fileobj=self._raw), _STREAM_BUFFER)
         elif magic == _ZSTD_MAGIC:
-            self.stream = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(self._raw), 1 << 20)
+            self.stream = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(self._raw), _STREAM_BUFFER)
         else:
             self.stream = self._raw
 
@@ -114,7 +118,7 @@ class TraceFile:
             yield last + 1, Problem("corrupt_file", f"stream broken after record {last}: {exc}")
 
     def _json(self) -> Iterator[RawRecord]:
-        head = self.stream.peek(1 << 20) if hasattr(self.stream, "peek") else b""
+        head = self.stream.peek(_STREAM_BUFFER) if hasattr(self.stream, "peek") else b""
         if head.startswith(BOM):
             self.stream.read(len(BOM))
             head = head[len(BOM) :]
@@ -189,7 +193,7 @@ class TraceFile:
         for batch in pq.ParquetFile(self._raw).iter_batches(batch_size=2048):
             for row in batch.to_pylist():
                 n += 1
-                yield n, row
+                yield n, {k: maybe_json(v) for k, v in row.items()}
         if n == 0:
             yield 0, Problem("empty_file", "Parquet file has no rows")
 

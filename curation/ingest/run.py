@@ -19,6 +19,7 @@ import pyarrow as pa
 import xxhash
 
 from curation.ingest import formats
+from curation.ingest.adapters.openai import detect_batch_input
 from curation.ingest.normalize import RecordError
 from curation.ingest.parse import COLUMNS, BatchPart, ChunkResult, Quarantined, parse_batch_pair, parse_chunk
 from curation.ingest.readers import TraceFile, sha256_file, walk
@@ -275,7 +276,10 @@ def _batch_inputs_first(files: list[Path], cfg: IngestConfig) -> list[Path]:
         try:
             with TraceFile(p, cfg.max_record_bytes) as tf:
                 for _, payload in islice(tf.records(), 1):
-                    return isinstance(payload, bytes) and b'"custom_id"' in payload and b'"body"' in payload
+                    obj = orjson.loads(payload) if isinstance(payload, bytes) else payload
+                    return isinstance(obj, dict) and detect_batch_input(obj)
+        except orjson.JSONDecodeError:
+            return False
         except OSError:
             return False
         return False
