@@ -23,7 +23,7 @@ class IngestConfig(_Section):
     max_record_bytes: int = Field(
         default=10 * 1024 * 1024, ge=1024, description="a record larger than this is quarantined as too_large"
     )
-    batch_size: int = Field(default=5000, ge=1, description="records written to DuckDB per transaction")
+    batch_size: int = Field(default=20000, ge=1, description="records written to DuckDB per transaction")
     workers: int = Field(
         default=0, ge=0, description="parser processes; 0 = one per core (files are split into chunks)"
     )

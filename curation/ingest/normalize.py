@@ -47,8 +47,13 @@ def dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+_CANONICAL = frozenset(("system", "user", "assistant", "tool"))
+
+
 def norm_role(role: Any) -> Any:
     """Map a source role name to the canonical vocabulary; unknown roles pass through for validation."""
+    if role in _CANONICAL:
+        return role
     if isinstance(role, str):
         r = role.strip().lower()
         return ROLE_ALIASES.get(r, r)
@@ -168,6 +173,8 @@ def openai_tool_calls(calls: Any, where: str) -> list[dict[str, Any]] | None:
 
 def openai_message(m: Any, where: str) -> dict[str, Any]:
     """One OpenAI chat message (any role, incl. legacy `function` and `function_call`) to canonical form."""
+    if type(m) is dict and len(m) == 2 and type(m.get("content")) is str and m.get("role") in _CANONICAL:
+        return {"role": m["role"], "content": m["content"]}  # the common case: a plain text turn
     if not isinstance(m, dict):
         raise RecordError("schema_error", f"{where}: message must be an object (got {type(m).__name__})")
     role = norm_role(m.get("role"))
@@ -207,16 +214,21 @@ def openai_tools(tools: Any, functions: Any = None) -> list[dict[str, Any]] | No
     return out or None
 
 
+_INPUT_KEYS = ("prompt_tokens", "input_tokens", "input", "promptTokens")
+_OUTPUT_KEYS = ("completion_tokens", "output_tokens", "output", "completionTokens")
+
+
 def usage_from(u: Any) -> dict[str, int | None]:
     """Input/output token counts from any of the usage dialects (OpenAI, Anthropic, Langfuse, LangChain)."""
     if not isinstance(u, dict):
         return {}
-    inp = next((as_int(u.get(k)) for k in ("prompt_tokens", "input_tokens", "input", "promptTokens") if k in u), None)
-    out = next(
-        (as_int(u.get(k)) for k in ("completion_tokens", "output_tokens", "output", "completionTokens") if k in u),
-        None,
-    )
-    return {"input_tokens": inp, "output_tokens": out}
+    out: dict[str, int | None] = {"input_tokens": None, "output_tokens": None}
+    for name, keys in (("input_tokens", _INPUT_KEYS), ("output_tokens", _OUTPUT_KEYS)):
+        for k in keys:
+            if k in u:
+                out[name] = as_int(u[k])
+                break
+    return out
 
 
 def openai_response_messages(resp: dict[str, Any], where: str) -> tuple[list[dict[str, Any]], str | None]:

@@ -4,39 +4,32 @@ it takes and returns only plain picklable data."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow as pa
 import xxhash
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from curation.ingest import formats
 from curation.ingest.normalize import RecordError
-from curation.ingest.readers import Problem, RawRecord
-from schemas.trace import Trace, describe_errors
+from curation.ingest.readers import Problem, RawRecord, Span, read_span
+from schemas.trace import Feedback, Message, Trace, describe_errors
 
-COLUMNS = (
-    "trace_id",
-    "source_format",
-    "source_file",
-    "source_line",
-    "content_hash",
-    "session_id",
-    "user_id",
-    "created_at",
-    "model",
-    "tags",
-    "metadata",
-    "messages",
-    "tools",
-    "finish_reason",
-    "error",
-    "latency_ms",
-    "input_tokens",
-    "output_tokens",
-    "feedback",
-    "n_messages",
-)
+# The `traces` columns an ingest batch carries (the table adds `ingested_at`).
+SCHEMA = pa.schema([
+    ("trace_id", pa.string()), ("source_format", pa.string()), ("source_file", pa.string()),
+    ("source_line", pa.int64()), ("content_hash", pa.string()), ("session_id", pa.string()),
+    ("user_id", pa.string()), ("created_at", pa.timestamp("us", tz="UTC")), ("model", pa.string()),
+    ("tags", pa.list_(pa.string())), ("metadata", pa.string()), ("messages", pa.string()), ("tools", pa.string()),
+    ("finish_reason", pa.string()), ("error", pa.string()), ("latency_ms", pa.float64()),
+    ("input_tokens", pa.int64()), ("output_tokens", pa.int64()), ("feedback", pa.string()),
+    ("n_messages", pa.int32()),
+])  # fmt: skip
+COLUMNS = tuple(SCHEMA.names)
+_MESSAGES = TypeAdapter(list[Message])
+_FEEDBACK = TypeAdapter(list[Feedback])
 
 
 @dataclass(slots=True)
@@ -61,10 +54,22 @@ class BatchPart:
 
 @dataclass(slots=True)
 class ChunkResult:
+    """What a chunk of raw records became: rows for `traces` (as an Arrow table), quarantine
+    entries, and Batch API halves waiting for their other half."""
+
     rows: list[tuple[Any, ...]] = field(default_factory=list)
-    formats: list[str] = field(default_factory=list)
     quarantined: list[Quarantined] = field(default_factory=list)
     batch: list[BatchPart] = field(default_factory=list)
+    table: pa.Table | None = None
+
+    def seal(self) -> ChunkResult:
+        """Turn the collected rows into one Arrow table (done in the worker, so the parent only inserts)."""
+        columns = list(zip(*self.rows, strict=True)) if self.rows else [[] for _ in COLUMNS]
+        self.table = pa.Table.from_arrays(
+            [pa.array(c, type=f.type) for c, f in zip(columns, SCHEMA, strict=True)], schema=SCHEMA
+        )
+        self.rows = []
+        return self
 
 
 def _excerpt(payload: Any, n: int) -> str:
@@ -111,7 +116,7 @@ def build_row(rec: dict[str, Any], fmt: str, file: str, line: int, raw_key: str)
     except ValidationError as exc:
         unknown_role = any(e["loc"][-1] == "role" and e["type"] == "literal_error" for e in exc.errors())
         raise RecordError("unknown_role" if unknown_role else "schema_error", describe_errors(exc)) from None
-    messages = orjson.dumps([m.model_dump(exclude_none=True) for m in trace.messages])
+    messages = _MESSAGES.dump_json(trace.messages, exclude_none=True)
     return (
         trace.trace_id,
         fmt,
@@ -131,7 +136,7 @@ def build_row(rec: dict[str, Any], fmt: str, file: str, line: int, raw_key: str)
         trace.latency_ms,
         trace.usage.input_tokens,
         trace.usage.output_tokens,
-        orjson.dumps([f.model_dump(exclude_none=True) for f in trace.feedback]).decode(),
+        _FEEDBACK.dump_json(trace.feedback, exclude_none=True).decode() if trace.feedback else "[]",
         len(trace.messages),
     )
 
@@ -171,7 +176,12 @@ def parse_chunk(records: list[RawRecord], file: str, forced: str | None, excerpt
                 _one(out, item, line, file, forced, raw_key if len(items) == 1 else f"{raw_key}:{i}", excerpt_chars)
             except RecordError as exc:
                 out.quarantined.append(Quarantined(line, exc.code, exc.message, _excerpt(item, excerpt_chars), forced))
-    return out
+    return out.seal()
+
+
+def parse_span(path: str, span: Span, forced: str | None, max_record_bytes: int, excerpt_chars: int) -> ChunkResult:
+    """Worker entry point: read one span of an uncompressed JSONL file and parse it."""
+    return parse_chunk(read_span(Path(path), span, max_record_bytes), path, forced, excerpt_chars)
 
 
 def _one(
@@ -203,7 +213,6 @@ def _one(
             if isinstance(rec, RecordError):
                 raise rec
             out.rows.append(build_row(rec, fmt.name, file, line, key))
-            out.formats.append(fmt.name)
         except RecordError as exc:
             out.quarantined.append(
                 Quarantined(line, exc.code, f"{fmt.name}: {exc.message}", _excerpt(obj, excerpt_chars), fmt.name)

@@ -60,16 +60,62 @@ def walk(paths: list[str | Path]) -> list[Path]:
     return out
 
 
-def sha256_file(path: Path) -> str:
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A byte range of an uncompressed JSONL file that starts at a line boundary."""
+
+    start: int
+    end: int
+    first_line: int
+
+
+def scan(path: Path, span_bytes: int = 8 << 20) -> tuple[str, list[Span]]:
+    """One pass over a file: its sha256, and line-aligned byte spans of about `span_bytes` each
+    (used to parse an uncompressed JSONL file in parallel without shipping its lines around)."""
     h = hashlib.sha256()
+    spans: list[Span] = []
+    start, line, pos, lines_in_span = 0, 1, 0, 0
     with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+            cut = -1
+            if pos + len(block) - start >= span_bytes:
+                cut = block.find(b"\n", max(0, start + span_bytes - pos))
+            if cut >= 0:
+                lines_in_span += block.count(b"\n", 0, cut + 1)
+                spans.append(Span(start, pos + cut + 1, line))
+                line += lines_in_span
+                start, lines_in_span = pos + cut + 1, block.count(b"\n", cut + 1)
+            else:
+                lines_in_span += block.count(b"\n")
+            pos += len(block)
+    if pos > start:
+        spans.append(Span(start, pos, line))
+    return h.hexdigest(), spans
+
+
+def read_span(path: Path, span: Span, max_record_bytes: int) -> list[RawRecord]:
+    """The numbered lines of one span (see `scan`); over-long lines become `too_large` problems."""
+    with path.open("rb") as f:
+        f.seek(span.start)
+        data = f.read(span.end - span.start)
+    if span.start == 0 and data.startswith(BOM):
+        data = data[len(BOM) :]
+    out: list[RawRecord] = []
+    for n, line in enumerate(data.split(b"\n"), start=span.first_line):
+        if len(line) > max_record_bytes:
+            out.append((n, _too_large(len(line), max_record_bytes, line[:200])))
+        elif line.strip():
+            out.append((n, line))
+    return out
+
+
+def _too_large(size: int, limit: int, excerpt: bytes) -> Problem:
+    return Problem("too_large", f"record is {size:,} bytes; the limit is {limit:,} (ingest.max_record_bytes)", excerpt)
 
 
 class TraceFile:
-    """An open trace file: decompresses by magic bytes and reports progress in on-disk bytes."""
+    """An open trace file: decompresses by magic bytes, sniffs its layout, reports progress in on-disk bytes."""
 
     def __init__(self, path: Path, max_record_bytes: int) -> None:
         self.path = path
@@ -78,16 +124,34 @@ class TraceFile:
         self._raw = path.open("rb", buffering=1 << 20)
         name = path.name.lower().removesuffix(".gz").removesuffix(".zst").removesuffix(".zstd")
         self.line_delimited = name.endswith((".jsonl", ".ndjson"))
-        magic = self._raw.read(4)
-        self._raw.seek(0)
-        self.kind = "parquet" if magic == _PARQUET_MAGIC else "json"
-        self.stream: IO[bytes]
+        magic = self._raw.peek(4)[:4]
+        self.stream: IO[bytes] = self._raw
         if magic[:2] == _GZIP_MAGIC:
             self.stream = io.BufferedReader(gzip.GzipFile(fileobj=self._raw), _STREAM_BUFFER)
         elif magic == _ZSTD_MAGIC:
             self.stream = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(self._raw), _STREAM_BUFFER)
-        else:
-            self.stream = self._raw
+        self.compressed = self.stream is not self._raw
+        self._broken = ""
+        self.layout = "parquet" if magic == _PARQUET_MAGIC else self._sniff()
+
+    def _sniff(self) -> str:
+        """The file's layout: lines (JSONL), array, document, empty, utf16 or corrupt."""
+        try:
+            head = self.stream.peek(_STREAM_BUFFER)
+        except (OSError, EOFError, zlib.error, zstandard.ZstdError) as exc:
+            self._broken = str(exc)
+            return "corrupt"
+        if head.startswith(BOM):
+            self.stream.read(len(BOM))
+            head = head[len(BOM) :]
+        if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            return "utf16"
+        first = head.lstrip()[:1]
+        if not first:
+            return "empty"
+        if self.line_delimited or first not in (b"[", b"{") or _parses_as_line(head):
+            return "lines"
+        return "array" if first == b"[" else "document"
 
     def position(self) -> int:
         """Bytes of the file on disk consumed so far (for progress bars)."""
@@ -108,32 +172,23 @@ class TraceFile:
 
     def records(self) -> Iterator[RawRecord]:
         """Yield numbered raw records; a corrupt stream ends with one `corrupt_file` problem."""
+        if self.layout == "utf16":
+            yield 1, Problem("encoding_error", "file is UTF-16 (byte-order mark FF FE); re-save it as UTF-8")
+            return
+        if self.layout == "empty":
+            yield 0, Problem("empty_file", "file has no records")
+            return
+        if self.layout == "corrupt":
+            yield 1, Problem("corrupt_file", f"cannot decompress: {self._broken}")
+            return
+        readers = {"parquet": self._parquet, "lines": self._lines, "array": self._array, "document": self._document}
         last = 0
         try:
-            it = self._parquet() if self.kind == "parquet" else self._json()
-            for n, payload in it:
+            for n, payload in readers[self.layout]():
                 last = n
                 yield n, payload
         except (OSError, EOFError, zlib.error, zstandard.ZstdError) as exc:
             yield last + 1, Problem("corrupt_file", f"stream broken after record {last}: {exc}")
-
-    def _json(self) -> Iterator[RawRecord]:
-        head = self.stream.peek(_STREAM_BUFFER) if hasattr(self.stream, "peek") else b""
-        if head.startswith(BOM):
-            self.stream.read(len(BOM))
-            head = head[len(BOM) :]
-        if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
-            yield 1, Problem("encoding_error", "file is UTF-16 (byte-order mark FF FE); re-save it as UTF-8")
-            return
-        first = head.lstrip()[:1]
-        if not first:
-            yield 0, Problem("empty_file", "file has no records")
-        elif self.line_delimited or first not in (b"[", b"{") or _parses_as_line(head):
-            yield from self._lines()
-        elif first == b"[":
-            yield from self._array()
-        else:
-            yield from self._document()
 
     def _lines(self) -> Iterator[RawRecord]:
         limit = self.max_record_bytes
@@ -149,14 +204,7 @@ class TraceFile:
                 while line and not line.endswith(b"\n"):
                     line = readline(1 << 20)
                     size += len(line)
-                yield (
-                    n,
-                    Problem(
-                        "too_large",
-                        f"line is {size:,} bytes; the limit is {limit:,} (ingest.max_record_bytes)",
-                        excerpt,
-                    ),
-                )
+                yield n, _too_large(size, limit, excerpt)
                 continue
             if line.strip():
                 yield n, line
@@ -177,12 +225,7 @@ class TraceFile:
         data = self.stream.read(self.max_record_bytes + 1)
         if len(data) > self.max_record_bytes:
             size = len(data) + sum(len(c) for c in iter(lambda: self.stream.read(1 << 20), b""))
-            yield (
-                1,
-                Problem(
-                    "too_large", f"JSON document is {size:,} bytes; the limit is {self.max_record_bytes:,}", data[:200]
-                ),
-            )
+            yield 1, _too_large(size, self.max_record_bytes, data[:200])
             return
         yield 1, data
 
@@ -190,7 +233,7 @@ class TraceFile:
         import pyarrow.parquet as pq
 
         n = 0
-        for batch in pq.ParquetFile(self._raw).iter_batches(batch_size=2048):
+        for batch in pq.ParquetFile(self.path).iter_batches(batch_size=2048):
             for row in batch.to_pylist():
                 n += 1
                 yield n, {k: maybe_json(v) for k, v in row.items()}

@@ -1,5 +1,9 @@
 """The ingest stage: stream trace files into the `traces` table, everything unusable into
-`quarantine`, with counts that reconcile (records = accepted + already_present + quarantined)."""
+`quarantine`, with counts that reconcile (records = accepted + already_present + quarantined).
+
+Parsing runs in worker processes for big files: an uncompressed JSONL file is cut into
+line-aligned byte spans that workers read themselves; other files are read here and shipped to
+workers in chunks. Workers return Arrow tables; this process is the only DuckDB writer."""
 
 from __future__ import annotations
 
@@ -16,43 +20,31 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import xxhash
 
 from curation.ingest import formats
 from curation.ingest.adapters.openai import detect_batch_input
 from curation.ingest.normalize import RecordError
-from curation.ingest.parse import COLUMNS, BatchPart, ChunkResult, Quarantined, parse_batch_pair, parse_chunk
-from curation.ingest.readers import TraceFile, sha256_file, walk
+from curation.ingest.parse import (
+    COLUMNS,
+    BatchPart,
+    ChunkResult,
+    Quarantined,
+    parse_batch_pair,
+    parse_chunk,
+    parse_span,
+)
+from curation.ingest.readers import Span, TraceFile, scan, walk
 from curation.store import Store
 from schemas.config import IngestConfig
 
-CHUNK_RECORDS = 1000
+CHUNK_RECORDS = 2000
+SPAN_BYTES = 4 << 20
 PARALLEL_MIN_BYTES = 16 << 20
+READ_AHEAD = 8  # parse jobs in flight per worker, so workers keep busy while this process writes
 
-_ARROW_SCHEMA = pa.schema(
-    [
-        ("trace_id", pa.string()),
-        ("source_format", pa.string()),
-        ("source_file", pa.string()),
-        ("source_line", pa.int64()),
-        ("content_hash", pa.string()),
-        ("session_id", pa.string()),
-        ("user_id", pa.string()),
-        ("created_at", pa.timestamp("us", tz="UTC")),
-        ("model", pa.string()),
-        ("tags", pa.list_(pa.string())),
-        ("metadata", pa.string()),
-        ("messages", pa.string()),
-        ("tools", pa.string()),
-        ("finish_reason", pa.string()),
-        ("error", pa.string()),
-        ("latency_ms", pa.float64()),
-        ("input_tokens", pa.int64()),
-        ("output_tokens", pa.int64()),
-        ("feedback", pa.string()),
-        ("n_messages", pa.int32()),
-    ]
-)
+Progress = Callable[[str, int, int], None]  # (file, bytes done in file, file size)
 
 
 @dataclass
@@ -79,137 +71,164 @@ class IngestStats:
         d["seconds"] = round(self.seconds, 3)
         return d
 
-
-Progress = Callable[[str, int, int], None]  # (file, bytes done in file, file size)
+    def count(self, counts: Counter[str]) -> None:
+        for key in ("accepted", "already_present", "quarantined"):
+            setattr(self, key, getattr(self, key) + counts[key])
+        self.records += counts["accepted"] + counts["already_present"] + counts["quarantined"]
 
 
 class _FileWriter:
-    """Accumulates one file's results and writes them to DuckDB in batches, one transaction each."""
+    """Collects one file's results and writes them to DuckDB in batches, one transaction each."""
 
     def __init__(self, store: Store, file: str, stats: IngestStats, batch_size: int) -> None:
         self.store, self.file, self.stats, self.batch_size = store, file, stats, batch_size
-        self.rows: list[tuple[Any, ...]] = []
-        self.row_formats: list[str] = []
+        self.tables: list[pa.Table] = []
+        self.pending_rows = 0
         self.quarantined: list[Quarantined] = []
         self.counts: Counter[str] = Counter()
         self.formats: set[str] = set()
 
     def add(self, result: ChunkResult) -> None:
-        self.rows += result.rows
-        self.row_formats += result.formats
+        if result.table is not None and result.table.num_rows:
+            self.tables.append(result.table)
+            self.pending_rows += result.table.num_rows
         self.quarantined += result.quarantined
-        if len(self.rows) + len(self.quarantined) >= self.batch_size:
+        if self.pending_rows + len(self.quarantined) >= self.batch_size:
             self.flush()
 
     def flush(self) -> None:
-        if not self.rows and not self.quarantined:
+        if not self.tables and not self.quarantined:
             return
         con = self.store.con
         con.execute("BEGIN")
         try:
-            if self.rows:
-                self._insert_rows(con)
+            if self.tables:
+                self._insert_rows(con, pa.concat_tables(self.tables))
             if self.quarantined:
                 self._insert_quarantine(con)
         except BaseException:
             con.execute("ROLLBACK")
             raise
         con.execute("COMMIT")
-        self.rows, self.row_formats, self.quarantined = [], [], []
+        self.tables, self.pending_rows, self.quarantined = [], 0, []
 
-    def _insert_rows(self, con: Any) -> None:
-        # Within a batch, keep the first row per trace_id; later copies are duplicates or conflicts.
-        first: dict[str, int] = {}
-        keep: list[int] = []
-        for i, row in enumerate(self.rows):
-            j = first.setdefault(row[0], i)
-            if j == i:
-                keep.append(i)
-            else:
-                self._duplicate(row, self.rows[j][4], i)
-        columns = list(zip(*(self.rows[i] for i in keep), strict=True)) if keep else [[] for _ in COLUMNS]
-        table = pa.Table.from_arrays(
-            [pa.array(c, type=t.type) for c, t in zip(columns, _ARROW_SCHEMA, strict=True)], schema=_ARROW_SCHEMA
-        )
+    def _insert_rows(self, con: Any, table: pa.Table) -> None:
         con.register("_ingest_batch", table)
-        existing = dict(
-            con.execute(
-                "SELECT b.trace_id, t.content_hash FROM _ingest_batch b JOIN traces t USING (trace_id)"
-            ).fetchall()
-        )
-        con.execute(
-            f"INSERT INTO traces ({', '.join(COLUMNS)}) SELECT * FROM _ingest_batch "
-            "WHERE trace_id NOT IN (SELECT trace_id FROM traces)"
-        )
-        con.unregister("_ingest_batch")
-        for i in keep:
-            row = self.rows[i]
-            if row[0] in existing:
-                self._duplicate(row, existing[row[0]], i)
-            else:
-                self.counts["accepted"] += 1
-                self.stats.by_format[self.row_formats[i]] += 1
-                self.formats.add(self.row_formats[i])
+        try:
+            stored = dict(con.execute(
+                "SELECT b.trace_id, t.content_hash FROM (SELECT DISTINCT trace_id FROM _ingest_batch) b "
+                "JOIN traces t USING (trace_id)").fetchall())  # fmt: skip
+            if not stored and pc.count_distinct(table.column("trace_id")).as_py() == table.num_rows:
+                # the common case: every row is new, no Python loop over the rows
+                con.execute(f"INSERT INTO traces ({', '.join(COLUMNS)}) SELECT * FROM _ingest_batch")
+                self.counts["accepted"] += table.num_rows
+                for fmt in pc.value_counts(table.column("source_format")).to_pylist():
+                    self.stats.by_format[fmt["values"]] += fmt["counts"]
+                    self.formats.add(fmt["values"])
+                return
+            keep = self._sort_out(table, stored)
+            con.register("_ingest_new", table.filter(pa.array(keep)))
+            con.execute(f"INSERT INTO traces ({', '.join(COLUMNS)}) SELECT * FROM _ingest_new")
+        finally:
+            con.unregister("_ingest_batch")
+            con.unregister("_ingest_new")
 
-    def _duplicate(self, row: tuple[Any, ...], stored_hash: str, i: int) -> None:
-        if row[4] == stored_hash:
-            self.counts["already_present"] += 1
-            return
-        self.quarantined.append(
-            Quarantined(
-                row[3],
-                "duplicate_id",
-                f"trace_id {row[0]} is already stored with different messages; ids must be unique per source",
-                row[11][:200],
-                self.row_formats[i],
-            )
-        )
+    def _sort_out(self, table: pa.Table, stored: dict[str, str]) -> list[bool]:
+        """Rows to insert; the others are counted as already present or quarantined as `duplicate_id`."""
+        ids = table.column("trace_id").to_pylist()
+        hashes = table.column("content_hash").to_pylist()
+        fmts = table.column("source_format").to_pylist()
+        first: dict[str, int] = {}
+        for i, tid in enumerate(ids):
+            first.setdefault(tid, i)  # within a batch the first row per trace_id wins
+        keep = [first[tid] == i and tid not in stored for i, tid in enumerate(ids)]
+        for i, tid in enumerate(ids):
+            if keep[i]:
+                self.counts["accepted"] += 1
+                self.stats.by_format[fmts[i]] += 1
+                self.formats.add(fmts[i])
+            elif hashes[i] == stored.get(tid, hashes[first[tid]]):
+                self.counts["already_present"] += 1
+            else:
+                row = table.slice(i, 1).to_pylist()[0]
+                self.quarantined.append(Quarantined(
+                    row["source_line"], "duplicate_id",
+                    f"trace_id {tid} is already stored with different messages; ids must be unique per source",
+                    row["messages"][:200], fmts[i]))  # fmt: skip
+        return keep
 
     def _insert_quarantine(self, con: Any) -> None:
         data = [
-            (
-                self.file,
-                q.line,
-                q.code,
-                q.message,
-                q.excerpt,
-                q.source_format,
-                f"{q.code}:{q.line}:{xxhash.xxh3_64_hexdigest(q.excerpt.encode())}",
-            )
+            (self.file, q.line, q.code, q.message, q.excerpt, q.source_format,
+             f"{q.code}:{q.line}:{xxhash.xxh3_64_hexdigest(q.excerpt.encode())}")
             for q in self.quarantined
-        ]
+        ]  # fmt: skip
         con.executemany(
-            "INSERT OR IGNORE INTO quarantine (source_file, source_line, code, message, excerpt, "
-            "source_format, record_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            data,
-        )
+            "INSERT OR IGNORE INTO quarantine (source_file, source_line, code, message, excerpt, source_format, "
+            "record_key) VALUES (?, ?, ?, ?, ?, ?, ?)", data)  # fmt: skip
         for q in self.quarantined:
             self.counts["quarantined"] += 1
             self.stats.quarantine_reasons[q.code] += 1
+
+    def finish(self, path: Path, sha: str) -> None:
+        """Flush and record the file in `ingest_files` so that an unchanged re-ingest is a no-op."""
+        self.flush()
+        c = self.counts
+        self.stats.count(c)
+        self.store.con.execute(
+            "INSERT OR REPLACE INTO ingest_files (path, sha256, size, records, accepted, already_present, "
+            "quarantined, formats) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [str(path), sha, path.stat().st_size, c["accepted"] + c["already_present"] + c["quarantined"],
+             c["accepted"], c["already_present"], c["quarantined"], sorted(self.formats)])  # fmt: skip
+
+
+class _Parser:
+    """Runs parse work in this process or, for big files, in a pool of worker processes."""
+
+    def __init__(self, cfg: IngestConfig, forced: str | None) -> None:
+        self.cfg, self.forced = cfg, forced
+        self.workers = cfg.workers or os.cpu_count() or 1
+        self.pool: ProcessPoolExecutor | None = None
+
+    def _pool(self) -> ProcessPoolExecutor | None:
+        if self.workers < 2:
+            return None
+        if self.pool is None:
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return self.pool
+
+    def results(self, tf: TraceFile, spans: list[Span]) -> Iterator[tuple[ChunkResult, int]]:
+        """Parse results in file order, each with the bytes of the file consumed so far."""
+        file, cfg = str(tf.path), self.cfg
+        pool = self._pool() if tf.size >= PARALLEL_MIN_BYTES else None
+        if pool is None:
+            for chunk in _chunks(tf.records(), CHUNK_RECORDS):
+                yield parse_chunk(chunk, file, self.forced, cfg.excerpt_chars), tf.position()
+            return
+        jobs: Iterator[tuple[Callable[..., ChunkResult], tuple[Any, ...], int | None]]
+        if tf.layout == "lines" and not tf.compressed and max(s.end - s.start for s in spans) <= 4 * SPAN_BYTES:
+            args = (self.forced, cfg.max_record_bytes, cfg.excerpt_chars)
+            jobs = ((parse_span, (file, s, *args), s.end) for s in spans)
+        else:
+            chunks = _chunks(tf.records(), CHUNK_RECORDS)
+            jobs = ((parse_chunk, (c, file, self.forced, cfg.excerpt_chars), None) for c in chunks)
+        pending: list[tuple[Future[ChunkResult], int | None]] = []
+        for fn, fn_args, done in jobs:
+            pending.append((pool.submit(fn, *fn_args), done))
+            if len(pending) >= READ_AHEAD * self.workers:  # bounded read-ahead keeps memory flat
+                fut, done_at = pending.pop(0)
+                yield fut.result(), done_at or tf.position()
+        for fut, done_at in pending:
+            yield fut.result(), done_at or tf.position()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
 
 
 def _chunks(records: Iterator[Any], size: int) -> Iterator[list[Any]]:
     while chunk := list(islice(records, size)):
         yield chunk
-
-
-def _results(
-    tf: TraceFile, file: str, forced: str | None, cfg: IngestConfig, pool: ProcessPoolExecutor | None
-) -> Iterator[ChunkResult]:
-    """Parse a file's chunks, in worker processes when a pool is given (bounded read-ahead)."""
-    chunks = _chunks(tf.records(), CHUNK_RECORDS)
-    if pool is None:
-        for chunk in chunks:
-            yield parse_chunk(chunk, file, forced, cfg.excerpt_chars)
-        return
-    pending: list[Future[ChunkResult]] = []
-    depth = 2 * (pool._max_workers or 1)
-    for chunk in chunks:
-        pending.append(pool.submit(parse_chunk, chunk, file, forced, cfg.excerpt_chars))
-        if len(pending) >= depth:
-            yield pending.pop(0).result()
-    for fut in pending:
-        yield fut.result()
 
 
 def ingest(
@@ -228,41 +247,37 @@ def ingest(
     stats = IngestStats()
     files = walk(paths)
     stats.files = len(files)
-    workers = cfg.workers or os.cpu_count() or 1
-    pool: ProcessPoolExecutor | None = None
+    parser = _Parser(cfg, forced)
     batch_inputs: dict[str, tuple[BatchPart, str]] = {}
-    batch_outputs: list[tuple[BatchPart, str, _FileWriter]] = []
+    threads = store.con.execute("SELECT current_setting('threads')").fetchone()
+    store.con.execute("SET threads = 1")  # the parser workers need the cores more than the writer
     try:
         for path in _batch_inputs_first(files, cfg):
-            sha = sha256_file(path)
             file = str(path)
             stats.paths.append(file)
+            sha, spans = scan(path, SPAN_BYTES)
             if store.con.execute("SELECT 1 FROM ingest_files WHERE sha256 = ?", [sha]).fetchone():
                 stats.files_skipped += 1
                 if progress:
                     progress(file, path.stat().st_size, path.stat().st_size)
                 continue
-            if pool is None and workers > 1 and path.stat().st_size >= PARALLEL_MIN_BYTES:
-                pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
             writer = _FileWriter(store, file, stats, cfg.batch_size)
+            outputs: list[BatchPart] = []
             with TraceFile(path, cfg.max_record_bytes) as tf:
-                use_pool = pool if tf.size >= PARALLEL_MIN_BYTES else None
-                for result in _results(tf, file, forced, cfg, use_pool):
+                for result, done in parser.results(tf, spans):
                     for part in result.batch:
                         if part.kind == "input":
                             batch_inputs[part.custom_id] = (part, file)
                         else:
-                            batch_outputs.append((part, file, writer))
+                            outputs.append(part)
                     writer.add(result)
                     if progress:
-                        progress(file, tf.position(), tf.size)
-            _join_batches(batch_inputs, [b for b in batch_outputs if b[2] is writer], stats)
-            batch_outputs = [b for b in batch_outputs if b[2] is not writer]
-            writer.flush()
-            _record_file(store, path, sha, writer)
+                        progress(file, done, tf.size)
+            writer.add(_join_batches(batch_inputs, outputs, file, stats))
+            writer.finish(path, sha)
     finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+        parser.close()
+        store.con.execute(f"SET threads = {int(threads[0]) if threads else 1}")
     if batch_inputs:
         _quarantine_unmatched_inputs(store, batch_inputs, stats)
     stats.seconds = time.perf_counter() - started
@@ -273,95 +288,62 @@ def _batch_inputs_first(files: list[Path], cfg: IngestConfig) -> list[Path]:
     """Order files so Batch API input files come before the output files that join onto them."""
 
     def is_input(p: Path) -> bool:
-        try:
-            with TraceFile(p, cfg.max_record_bytes) as tf:
-                for _, payload in islice(tf.records(), 1):
+        with TraceFile(p, cfg.max_record_bytes) as tf:
+            if tf.layout != "lines":
+                return False
+            for _, payload in islice(tf.records(), 1):
+                try:
                     obj = orjson.loads(payload) if isinstance(payload, bytes) else payload
-                    return isinstance(obj, dict) and detect_batch_input(obj)
-        except orjson.JSONDecodeError:
-            return False
-        except OSError:
-            return False
+                except orjson.JSONDecodeError:
+                    return False
+                return isinstance(obj, dict) and detect_batch_input(obj)
         return False
 
     return sorted(files, key=lambda p: not is_input(p))
 
 
-def _join_batches(
-    inputs: dict[str, tuple[BatchPart, str]], outputs: list[tuple[BatchPart, str, _FileWriter]], stats: IngestStats
-) -> None:
-    for out, file, writer in outputs:
+def _join_batches(inputs: dict[str, tuple[BatchPart, str]], outputs: list[BatchPart], file: str,
+                  stats: IngestStats) -> ChunkResult:  # fmt: skip
+    """Join a file's Batch API output lines with their input lines (same custom_id)."""
+    result = ChunkResult()
+    for out in outputs:
         found = inputs.pop(out.custom_id, None)
-        result = ChunkResult()
         if found is None:
-            result.quarantined.append(
-                Quarantined(
-                    out.line,
-                    "batch_unmatched",
-                    f"custom_id '{out.custom_id}': batch output line has no input line among the files ingested "
-                    "together; ingest a batch's input and output files in one call",
-                    _short(out.record),
-                    "openai_batch",
-                )
+            message = (
+                f"custom_id '{out.custom_id}': batch output line has no input line among the files "
+                "ingested together; ingest a batch's input and output files in one call"
             )
-        else:
-            try:
-                result.rows.append(parse_batch_pair(found[0], out, file))
-                result.formats.append("openai_batch")
-                stats.batch_requests_joined += 1
-            except RecordError as exc:
-                result.quarantined.append(
-                    Quarantined(out.line, exc.code, f"openai_batch: {exc.message}", _short(out.record), "openai_batch")
-                )
-        writer.add(result)
+            result.quarantined.append(
+                Quarantined(out.line, "batch_unmatched", message, _short(out.record), "openai_batch")
+            )
+            continue
+        try:
+            result.rows.append(parse_batch_pair(found[0], out, file))
+            stats.batch_requests_joined += 1
+        except RecordError as exc:
+            result.quarantined.append(
+                Quarantined(out.line, exc.code, f"openai_batch: {exc.message}", _short(out.record), "openai_batch")
+            )
+    return result.seal()
 
 
 def _quarantine_unmatched_inputs(store: Store, inputs: dict[str, tuple[BatchPart, str]], stats: IngestStats) -> None:
     by_file: dict[str, _FileWriter] = {}
     for custom_id, (part, file) in inputs.items():
         writer = by_file.setdefault(file, _FileWriter(store, file, stats, 10**9))
-        writer.quarantined.append(
-            Quarantined(
-                part.line,
-                "batch_unmatched",
-                f"custom_id '{custom_id}': batch input line has no output line among the files ingested together",
-                _short(part.record),
-                "openai_batch",
-            )
-        )
+        writer.quarantined.append(Quarantined(
+            part.line, "batch_unmatched",
+            f"custom_id '{custom_id}': batch input line has no output line among the files ingested together",
+            _short(part.record), "openai_batch"))  # fmt: skip
     for writer in by_file.values():
         writer.flush()
-        _tally(stats, writer.counts)
+        stats.count(writer.counts)
+        n = writer.counts["quarantined"]
         store.con.execute(
             "UPDATE ingest_files SET quarantined = quarantined + ?, records = records + ? WHERE path = ?",
-            [writer.counts["quarantined"], writer.counts["quarantined"], writer.file],
+            [n, n, writer.file],
         )
 
 
 def _short(obj: Any) -> str:
     return orjson.dumps(obj, default=str)[:400].decode("utf-8", "replace")
-
-
-def _tally(stats: IngestStats, counts: Counter[str]) -> None:
-    for key in ("accepted", "already_present", "quarantined"):
-        setattr(stats, key, getattr(stats, key) + counts[key])
-    stats.records += counts["accepted"] + counts["already_present"] + counts["quarantined"]
-
-
-def _record_file(store: Store, path: Path, sha: str, writer: _FileWriter) -> None:
-    c = writer.counts
-    _tally(writer.stats, c)
-    store.con.execute(
-        "INSERT OR REPLACE INTO ingest_files (path, sha256, size, records, accepted, already_present, quarantined, "
-        "formats) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            str(path),
-            sha,
-            path.stat().st_size,
-            c["accepted"] + c["already_present"] + c["quarantined"],
-            c["accepted"],
-            c["already_present"],
-            c["quarantined"],
-            sorted(writer.formats),
-        ],
-    )
