@@ -10,7 +10,7 @@ from types import TracebackType
 
 import duckdb
 
-DEFAULT_DB = Path("data/tracetune.duckdb")
+from schemas.config import DEFAULT_DB
 
 # Numbered migrations: append, never edit a released one.
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
@@ -79,12 +79,14 @@ class StoreLockedError(StoreError):
 class Store:
     """A DuckDB database holding the tracetune tables. Use as a context manager."""
 
-    def __init__(self, path: str | Path = DEFAULT_DB, read_only: bool = False) -> None:
+    def __init__(self, path: str | Path = DEFAULT_DB, read_only: bool = False, memory_limit: str = "1GB") -> None:
+        """Open (or create) the database. DuckDB's own default memory limit is 80% of the machine's
+        RAM; tracetune caps it (data beyond the cap spills to disk) so stages run beside training."""
         self.path = Path(path)
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only)
+            self.con = duckdb.connect(str(self.path), read_only=read_only, config={"memory_limit": memory_limit})
         except duckdb.IOException as exc:
             text = str(exc)
             if "lock" in text.lower():

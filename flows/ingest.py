@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from curation.ingest import ingest
+from curation.ingest.run import ingest
 from curation.store import Store
 from schemas.config import load_config
 

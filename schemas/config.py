@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from schemas.trace import field_path
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "data" / "tracetune.yaml"
+DEFAULT_DB = Path("data/tracetune.duckdb")  # relative to the working directory, like --db
 
 
 class _Section(BaseModel):
@@ -28,6 +29,11 @@ class IngestConfig(_Section):
         default=0, ge=0, description="parser processes; 0 = one per core (files are split into chunks)"
     )
     excerpt_chars: int = Field(default=400, ge=0, description="payload excerpt kept in quarantine rows")
+    memory_limit: str = Field(
+        default="256MB",
+        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$",
+        description="DuckDB memory cap while ingesting (written data is on disk; this bounds the cache)",
+    )
 
 
 class Config(_Section):

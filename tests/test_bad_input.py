@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from curation.ingest import ingest
+from curation.ingest.run import ingest
 from schemas.config import IngestConfig
 from tests.conftest import FIXTURES, rows
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from curation.ingest import ingest
+from curation.ingest.run import ingest
 from tests.conftest import FIXTURES, rows
 
 F = FIXTURES / "formats"

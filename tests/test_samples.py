@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from curation.ingest import ingest
+from curation.ingest.run import ingest
 from tests.conftest import ROOT, rows
 
 SAMPLES = ROOT / "data" / "samples"

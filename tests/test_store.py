@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from curation.ingest import ingest
+from curation.ingest.run import ingest
 from curation.store import MIGRATIONS, Store, StoreError
 from tests.conftest import FIXTURES, rows
 

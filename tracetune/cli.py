@@ -5,17 +5,21 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-from curation.ingest import IngestStats, ingest
 from curation.ingest.formats import NAMES, help_text
-from curation.store import DEFAULT_DB, Store, StoreError
-from schemas.config import ConfigError, load_config
+from schemas.config import DEFAULT_DB, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from curation.ingest.run import IngestStats
+
+# The heavy modules (DuckDB, the ingest pipeline) are imported inside the commands: parser worker
+# processes re-import this module when they start, and should not pay for them.
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
 
@@ -35,6 +39,9 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _run_ingest(paths: list[Path], db: Path, fmt: str, config: Path | None, quiet: bool) -> IngestStats:
+    from curation.ingest.run import ingest
+    from curation.store import Store, StoreError
+
     try:
         cfg = load_config(config)
         with Store(db) as store:
@@ -119,6 +126,8 @@ def quarantine(
     as_json: JsonOpt = False,
 ) -> None:
     """List quarantined records: file, line, reason code and the message naming the field."""
+    from curation.store import Store, StoreError
+
     try:
         with Store(db, read_only=True) as store:
             found = store.con.execute(
@@ -144,6 +153,8 @@ def quarantine(
 @app.command()
 def demo(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
     """Run the main job on the embedded sample traces (data/samples): for now, ingest and summarize."""
+    from curation.store import Store
+
     stats = _run_ingest([SAMPLES], db, "auto", None, quiet=False)
     if as_json:
         sys.stdout.write(json.dumps({"db": str(db), **stats.as_dict()}) + "\n")

@@ -3,6 +3,7 @@ it takes and returns only plain picklable data."""
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,18 @@ def _decode(payload: bytes) -> Any:
 
 def parse_chunk(records: list[RawRecord], file: str, forced: str | None, excerpt_chars: int) -> ChunkResult:
     """Parse, detect, normalize and validate a chunk of raw records from one file."""
+    # The records of a chunk hold no reference cycles; the cyclic GC would only rescan the
+    # thousands of fresh dicts over and over (measured: ~40% of parse time).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _parse_chunk(records, file, forced, excerpt_chars)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _parse_chunk(records: list[RawRecord], file: str, forced: str | None, excerpt_chars: int) -> ChunkResult:
     out = ChunkResult()
     for line, payload in records:
         if isinstance(payload, Problem):

@@ -78,16 +78,15 @@ def scan(path: Path, span_bytes: int = 8 << 20) -> tuple[str, list[Span]]:
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
-            cut = -1
-            if pos + len(block) - start >= span_bytes:
-                cut = block.find(b"\n", max(0, start + span_bytes - pos))
-            if cut >= 0:
-                lines_in_span += block.count(b"\n", 0, cut + 1)
+            off = 0  # bytes of this block already counted
+            while (target := start + span_bytes - pos) < len(block):
+                cut = block.find(b"\n", max(off, target))
+                if cut < 0:
+                    break
+                lines_in_span += block.count(b"\n", off, cut + 1)
                 spans.append(Span(start, pos + cut + 1, line))
-                line += lines_in_span
-                start, lines_in_span = pos + cut + 1, block.count(b"\n", cut + 1)
-            else:
-                lines_in_span += block.count(b"\n")
+                line, lines_in_span, start, off = line + lines_in_span, 0, pos + cut + 1, cut + 1
+            lines_in_span += block.count(b"\n", off)
             pos += len(block)
     if pos > start:
         spans.append(Span(start, pos, line))

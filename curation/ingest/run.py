@@ -249,8 +249,9 @@ def ingest(
     stats.files = len(files)
     parser = _Parser(cfg, forced)
     batch_inputs: dict[str, tuple[BatchPart, str]] = {}
-    threads = store.con.execute("SELECT current_setting('threads')").fetchone()
+    saved = store.con.execute("SELECT current_setting('threads'), current_setting('memory_limit')").fetchone()
     store.con.execute("SET threads = 1")  # the parser workers need the cores more than the writer
+    store.con.execute(f"SET memory_limit = '{cfg.memory_limit}'")  # keeps RSS flat with file size
     try:
         for path in _batch_inputs_first(files, cfg):
             file = str(path)
@@ -277,7 +278,9 @@ def ingest(
             writer.finish(path, sha)
     finally:
         parser.close()
-        store.con.execute(f"SET threads = {int(threads[0]) if threads else 1}")
+        if saved:
+            store.con.execute(f"SET threads = {int(saved[0])}")
+            store.con.execute(f"SET memory_limit = '{saved[1]}'")
     if batch_inputs:
         _quarantine_unmatched_inputs(store, batch_inputs, stats)
     stats.seconds = time.perf_counter() - started
