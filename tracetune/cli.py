@@ -86,7 +86,7 @@ def _summary(stats: IngestStats, db: Path) -> None:
         out.print("accepted by format: " + ", ".join(f"{k} {v}" for k, v in stats.by_format.most_common()))
     if stats.quarantine_reasons:
         out.print("quarantined by reason: " + ", ".join(f"{k} {v}" for k, v in stats.quarantine_reasons.most_common()))
-        out.print(f'see them with: duckdb {db} "SELECT source_file, source_line, code, message FROM quarantine"')
+        out.print(f"see them with: tracetune quarantine --db {db}")
 
 
 DbOpt = Annotated[Path, typer.Option("--db", help="DuckDB database file (created if missing).")]
