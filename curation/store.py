@@ -65,6 +65,47 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
     """,
     ),
+    (
+        2,
+        "dedupe and redaction tables; stage failures in quarantine",
+        """
+        CREATE TABLE dup_signatures (
+            trace_id VARCHAR PRIMARY KEY,
+            params VARCHAR NOT NULL,
+            exact_hash VARCHAR NOT NULL,
+            signature BLOB NOT NULL
+        );
+        CREATE TABLE dup_clusters (
+            trace_id VARCHAR PRIMARY KEY,
+            cluster_id VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,
+            representative VARCHAR NOT NULL,
+            similarity DOUBLE,
+            reason VARCHAR
+        );
+        CREATE TABLE redactions (
+            trace_id VARCHAR NOT NULL,
+            message_index INTEGER NOT NULL,
+            field VARCHAR NOT NULL,
+            entity_type VARCHAR NOT NULL,
+            start_offset INTEGER NOT NULL,
+            end_offset INTEGER NOT NULL,
+            score DOUBLE NOT NULL,
+            recognizer VARCHAR,
+            placeholder VARCHAR NOT NULL
+        );
+        CREATE TABLE redacted_messages (
+            trace_id VARCHAR PRIMARY KEY,
+            messages JSON NOT NULL,
+            tools JSON,
+            n_redactions INTEGER NOT NULL,
+            config_hash VARCHAR NOT NULL,
+            redacted_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+        );
+        ALTER TABLE quarantine ADD COLUMN stage VARCHAR DEFAULT 'ingest';
+        ALTER TABLE quarantine ADD COLUMN trace_id VARCHAR;
+    """,
+    ),
 )
 
 

