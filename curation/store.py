@@ -72,8 +72,8 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         CREATE TABLE dup_signatures (
             trace_id VARCHAR PRIMARY KEY,
             params VARCHAR NOT NULL,
-            exact_hash VARCHAR NOT NULL,
-            signature BLOB NOT NULL
+            signature BLOB NOT NULL,
+            kept BOOLEAN NOT NULL DEFAULT false
         );
         CREATE TABLE dup_clusters (
             trace_id VARCHAR PRIMARY KEY,

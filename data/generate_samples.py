@@ -165,6 +165,43 @@ PRODUCTS = [
     "wool socks",
 ]
 
+CONTEXT = [
+    "I ordered it as a birthday present for my {relation}, so the timing really matters.",
+    "We are leaving for a {days}-day hike in the {place} on {weekday} and I need my gear before then.",
+    "I already tried the live chat on your website but nobody answered after {days} minutes.",
+    "This is my {nth} order from you this year and it has never happened before.",
+    "My {relation} recommended your store and I was excited to finally try it.",
+    "I checked my spam folder and the {place} post office, nothing there either.",
+    "I'm writing from my work account because my personal email is not loading today.",
+    "The confirmation page showed a different delivery window than the email you sent me.",
+    "I also noticed the product page now lists a lower price than what I paid.",
+    "Last winter I bought a {product} from you and it was excellent, so I came back.",
+    "I have attached a few photos of the packaging in case that helps your team.",
+    "Your FAQ page says this should take about {days} business days to sort out.",
+    "I called the number on the invoice on {weekday} but the line was busy all afternoon.",
+    "Our scout troop is counting on this order for the {place} trip next month.",
+    "I'm travelling for work until {weekday}, so email is the best way to reach me.",
+    "The courier left a note saying they would try again, but they never came back.",
+    "I would rather not pay for another shipment since this wasn't my mistake.",
+    "If it's easier, I'm happy to pick it up from your {place} store instead.",
+    "I used the gift card my {relation} gave me for part of the payment.",
+    "My neighbour received a similar parcel from you without any trouble last week.",
+    "Honestly I only need to know whether I should order a replacement elsewhere.",
+    "It's the second time I'm writing about this, my first message got no reply.",
+    "The app notification and the website tracking show two different statuses.",
+    "I'm new to camping and bought the whole kit for a course starting on {weekday}.",
+    "The size chart on the site seemed accurate for everything else I ordered.",
+    "I signed up for your newsletter right after placing the order, if that matters.",
+    "My bank flagged the transaction at first, maybe that caused some confusion.",
+    "Please keep the rest of the order as it is, only this item is a problem.",
+    "We live in a rural area, so deliveries sometimes go to the general store in {place}.",
+    "I can send the original receipt or a screenshot of my account page if needed.",
+]
+RELATIONS = ["brother", "sister", "dad", "mom", "partner", "best friend", "daughter", "son", "colleague", "uncle"]
+PLACES = ["Rockies", "Cascades", "Smokies", "Adirondacks", "Sierra", "Ozarks", "White Mountains", "Badlands"]
+WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+NTH = ["second", "third", "fourth", "fifth", "sixth"]
+
 GREETINGS = ["Hi,", "Hello,", "Hi there,", "Dear Northwind team,", "Hello support,", "Good morning,"]
 SIGNOFFS = ["Thanks,", "Best regards,", "Regards,", "Thank you,", "Cheers,", "Sincerely,"]
 TONES = {
@@ -334,7 +371,10 @@ def make_email(rng: random.Random, n: int) -> Email:
     sentiment = rng.choices(["negative", "neutral", "positive"], [35, 45, 20])[0]
     name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
     pii = ["PERSON"]
-    lines = [rng.choice(GREETINGS), "", problem, rng.choice(TONES[sentiment])]
+    context = [c.format(relation=rng.choice(RELATIONS), place=rng.choice(PLACES), weekday=rng.choice(WEEKDAYS),
+                        days=rng.randrange(2, 15), nth=rng.choice(NTH), product=rng.choice(PRODUCTS))
+               for c in rng.sample(CONTEXT, rng.randrange(1, 4))]  # fmt: skip
+    lines = [rng.choice(GREETINGS), "", problem, *context, rng.choice(TONES[sentiment])]
     if category == "billing" and rng.random() < 0.35:
         lines.append(f"The card I used is {luhn_card(rng)}, if that helps.")
         pii.append("CREDIT_CARD")
@@ -373,14 +413,13 @@ def make_email(rng: random.Random, n: int) -> Email:
 
 
 def near_duplicate(rng: random.Random, e: Email, n: int) -> Email:
-    """The same email lightly edited: another greeting, a dropped or added sentence, a typo."""
+    """The same email lightly edited once: another greeting, a typo, or a short sentence added."""
     lines = e.text.split("\n")
-    lines[0] = rng.choice([g for g in GREETINGS if g != lines[0]])
     edit = rng.randrange(3)
     if edit == 0:
-        lines.insert(3, "Sorry for the long email.")
+        lines[0] = rng.choice([g for g in GREETINGS if g != lines[0]])
     elif edit == 1:
-        lines[2] = lines[2].replace(" the ", " teh ", 1)
+        lines[2] = lines[2].replace(" the ", " teh ", 1) if " the " in lines[2] else lines[2] + " Thanks."
     else:
         lines.insert(len(lines) - 2, "Thanks again.")
     return Email(f"email-{n:05d}", "\n".join(lines), dict(e.ticket), list(e.pii), list(e.secrets), e.order_id)
