@@ -310,12 +310,7 @@ def _write(store: Store, traces: list[_Trace], failed: list[tuple[str, str]], su
         con.execute("DELETE FROM dup_clusters")
         con.execute("INSERT INTO dup_clusters SELECT * FROM _clusters")
         con.execute("UPDATE dup_signatures SET kept = trace_id IN (SELECT trace_id FROM _kept)")
-        con.execute("DELETE FROM quarantine WHERE stage = 'dedupe'")
-        for trace_id, message in failed:
-            con.execute(
-                "INSERT INTO quarantine (source_file, source_line, code, message, excerpt, source_format, record_key, "
-                "stage, trace_id) SELECT source_file, source_line, 'dedupe_error', ?, NULL, source_format, ?, "
-                "'dedupe', trace_id FROM traces WHERE trace_id = ?", [message, f"dedupe:{trace_id}", trace_id])  # fmt: skip
+        store.quarantine_traces("dedupe", [(trace_id, "dedupe_error", message) for trace_id, message in failed])
         con.unregister("_clusters")
         con.unregister("_kept")
     except BaseException:
@@ -327,6 +322,7 @@ def _write(store: Store, traces: list[_Trace], failed: list[tuple[str, str]], su
 def kept_ids(store: Store) -> list[str]:
     """Trace ids that survive dedupe: not dropped in `dup_clusters`, not quarantined by the stage."""
     return [r[0] for r in store.con.execute(
-        "SELECT trace_id FROM traces WHERE trace_id NOT IN (SELECT trace_id FROM dup_clusters WHERE reason IS NOT NULL) "
+        "SELECT trace_id FROM traces "
+        "WHERE trace_id NOT IN (SELECT trace_id FROM dup_clusters WHERE reason IS NOT NULL) "
         "AND trace_id NOT IN (SELECT trace_id FROM quarantine WHERE stage = 'dedupe' AND trace_id IS NOT NULL) "
         "ORDER BY trace_id").fetchall()]  # fmt: skip

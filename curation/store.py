@@ -161,6 +161,16 @@ class Store:
                 self.con.execute("COMMIT")
         return latest
 
+    def quarantine_traces(self, stage: str, failures: list[tuple[str, str, str]]) -> None:
+        """Replace a stage's quarantine rows with (trace_id, code, message) for the traces it could not
+        process; each row keeps the trace's source file and line. Call inside the stage's transaction."""
+        self.con.execute("DELETE FROM quarantine WHERE stage = ?", [stage])
+        for trace_id, code, message in failures:
+            self.con.execute(
+                "INSERT INTO quarantine (source_file, source_line, code, message, source_format, record_key, stage, "
+                "trace_id) SELECT source_file, source_line, ?, ?, source_format, ?, ?, trace_id FROM traces "
+                "WHERE trace_id = ?", [code, message, f"{stage}:{trace_id}", stage, trace_id])  # fmt: skip
+
     def count(self, table: str) -> int:
         row = self.con.execute(f"SELECT count(*) FROM {table}").fetchone()
         return int(row[0]) if row else 0

@@ -70,7 +70,7 @@ def test_naive_timestamps_are_refused():
 def test_config_defaults_and_errors(tmp_path):
     cfg = load_config()
     assert cfg.ingest.max_record_bytes == 10 * 1024 * 1024
-    assert config_hash(cfg) == config_hash(Config())
+    assert config_hash(cfg) == config_hash(load_config()) != config_hash(Config())
     bad = tmp_path / "c.yaml"
     bad.write_text("ingest:\n  batch_size: 0\n")
     with pytest.raises(ConfigError, match=r"c\.yaml: ingest\.batch_size: Input should be greater than or equal to 1"):
