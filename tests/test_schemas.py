@@ -76,7 +76,7 @@ def test_config_defaults_and_errors(tmp_path):
     with pytest.raises(ConfigError, match=r"c\.yaml: ingest\.batch_size: Input should be greater than or equal to 1"):
         load_config(bad)
     bad.write_text("ingset:\n  batch_size: 10\n")
-    with pytest.raises(ConfigError, match=r"unknown key 'ingset' \(allowed here: ingest\)"):
+    with pytest.raises(ConfigError, match=r"unknown key 'ingset' \(allowed here: ingest, dedupe, redact\)"):
         load_config(bad)
     bad.write_text("ingest:\n  memory_limit: lots\n")
     with pytest.raises(ConfigError, match=r"ingest\.memory_limit"):
