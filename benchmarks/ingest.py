@@ -24,10 +24,33 @@ from pathlib import Path
 import psutil
 
 WORDS = [
-    "order", "refund", "shipping", "package", "tracking", "delivered", "damaged", "return", "label", "account",
-    "password", "charge", "card", "invoice", "exchange", "size", "color", "tent", "jacket", "boots", "backpack",
-    "stove", "late", "missing", "warehouse", "courier",
-]  # fmt: skip
+    "order",
+    "refund",
+    "shipping",
+    "package",
+    "tracking",
+    "delivered",
+    "damaged",
+    "return",
+    "label",
+    "account",
+    "password",
+    "charge",
+    "card",
+    "invoice",
+    "exchange",
+    "size",
+    "color",
+    "tent",
+    "jacket",
+    "boots",
+    "backpack",
+    "stove",
+    "late",
+    "missing",
+    "warehouse",
+    "courier",
+]
 
 
 def sentence(rng: random.Random, n: int) -> str:

@@ -130,10 +130,19 @@ def _load(store: Store, cfg: DedupeConfig) -> tuple[list[_Trace], list[tuple[str
                 h.update(len(k).to_bytes(4, "little") + k)
                 prefixes.append(h.hexdigest())
             created_ts = created.timestamp() if isinstance(created, datetime) else 0.0
-            out.append(_Trace(
-                trace_id, prefixes[-1] if prefixes else "", prefixes[:-1], shingle_text(messages, cfg),
-                len(messages), sum(len(m.get("content", "")) for m in messages),
-                feedback_score(orjson.loads(feedback_json or "[]")), created_ts, bool(sticky)))  # fmt: skip
+            out.append(
+                _Trace(
+                    trace_id,
+                    prefixes[-1] if prefixes else "",
+                    prefixes[:-1],
+                    shingle_text(messages, cfg),
+                    len(messages),
+                    sum(len(m.get("content", "")) for m in messages),
+                    feedback_score(orjson.loads(feedback_json or "[]")),
+                    created_ts,
+                    bool(sticky),
+                )
+            )
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             failed.append((trace_id, f"{type(exc).__name__}: {exc}"))
     return out, failed
@@ -180,8 +189,9 @@ def lsh_layout(cfg: DedupeConfig) -> tuple[int, int]:
     return minhash.optimal_bands(cfg.threshold, cfg.num_perm, verified=cfg.verify != "none")
 
 
-def near_duplicate_clusters(texts: list[str], cfg: DedupeConfig,
-                            signatures: np.ndarray | None = None) -> minhash.Clusters:  # fmt: skip
+def near_duplicate_clusters(
+    texts: list[str], cfg: DedupeConfig, signatures: np.ndarray | None = None
+) -> minhash.Clusters:
     """Cluster texts whose word-shingle Jaccard similarity reaches `cfg.threshold` (MinHash + LSH,
     candidates verified as configured). `signatures` may hold precomputed rows (all zero = missing)."""
     bands, rows = lsh_layout(cfg)
@@ -200,15 +210,18 @@ def near_duplicate_clusters(texts: list[str], cfg: DedupeConfig,
 
 
 def _params(cfg: DedupeConfig) -> str:
-    return f"perm={cfg.num_perm};k={cfg.shingle_size};lower={cfg.lowercase};ws={cfg.collapse_whitespace};" \
-           f"system={cfg.include_system};seed=1"  # fmt: skip
+    return (
+        f"perm={cfg.num_perm};k={cfg.shingle_size};lower={cfg.lowercase};ws={cfg.collapse_whitespace};"
+        f"system={cfg.include_system};seed=1"
+    )
 
 
 def _signatures(store: Store, traces: list[_Trace], cfg: DedupeConfig) -> tuple[np.ndarray, int]:
     """Signatures of the given traces: stored ones reused, missing ones computed and stored."""
     params = _params(cfg)
-    stored = dict(store.con.execute(
-        "SELECT trace_id, signature FROM dup_signatures WHERE params = ?", [params]).fetchall())  # fmt: skip
+    stored = dict(
+        store.con.execute("SELECT trace_id, signature FROM dup_signatures WHERE params = ?", [params]).fetchall()
+    )
     sig = np.zeros((len(traces), cfg.num_perm), dtype=np.uint32)
     missing = []
     for i, t in enumerate(traces):
@@ -224,18 +237,25 @@ def _signatures(store: Store, traces: list[_Trace], cfg: DedupeConfig) -> tuple[
         sig[missing] = fresh
         import pyarrow as pa
 
-        table = pa.table({"trace_id": [traces[i].trace_id for i in missing],
-                          "signature": [fresh[k].tobytes() for k in range(len(missing))]})  # fmt: skip
+        table = pa.table(
+            {
+                "trace_id": [traces[i].trace_id for i in missing],
+                "signature": [fresh[k].tobytes() for k in range(len(missing))],
+            }
+        )
         store.con.register("_new_sigs", table)
         store.con.execute(
             "INSERT OR REPLACE INTO dup_signatures (trace_id, params, signature, kept) "
-            "SELECT trace_id, ?, signature, false FROM _new_sigs", [params])  # fmt: skip
+            "SELECT trace_id, ?, signature, false FROM _new_sigs",
+            [params],
+        )
         store.con.unregister("_new_sigs")
     return sig, len(missing)
 
 
-def _near(store: Store, traces: list[_Trace], cfg: DedupeConfig, key: Callable[[_Trace], Any],
-          stats: DedupeStats) -> list[_Trace]:  # fmt: skip
+def _near(
+    store: Store, traces: list[_Trace], cfg: DedupeConfig, key: Callable[[_Trace], Any], stats: DedupeStats
+) -> list[_Trace]:
     sig, stats.signatures_computed = _signatures(store, traces, cfg)
     clusters = near_duplicate_clusters([t.text for t in traces], cfg, signatures=sig)
     stats.bands, stats.rows = lsh_layout(cfg)
@@ -289,18 +309,33 @@ def _write(store: Store, traces: list[_Trace], failed: list[tuple[str, str]], su
     import pyarrow as pa
 
     reps = {t.representative for t in traces if t.representative}
-    rows = [(t.trace_id, t.representative, t.kind, t.representative, t.similarity,
-             "prefix_of" if t.kind == "prefix" else "duplicate_of") for t in traces if t.representative]  # fmt: skip
+    rows = [
+        (
+            t.trace_id,
+            t.representative,
+            t.kind,
+            t.representative,
+            t.similarity,
+            "prefix_of" if t.kind == "prefix" else "duplicate_of",
+        )
+        for t in traces
+        if t.representative
+    ]
     rows += [(r, r, None, r, None, None) for r in sorted(reps)]
     kinds: dict[str, str] = {}
     for t in traces:
         if t.representative:
             kinds.setdefault(t.representative, t.kind or "exact")
-    table = pa.table({
-        "trace_id": [r[0] for r in rows], "cluster_id": [f"dup:{r[1]}" for r in rows],
-        "kind": [r[2] or kinds[r[0]] for r in rows], "representative": [r[3] for r in rows],
-        "similarity": pa.array([r[4] for r in rows], type=pa.float64()), "reason": [r[5] for r in rows],
-    })  # fmt: skip
+    table = pa.table(
+        {
+            "trace_id": [r[0] for r in rows],
+            "cluster_id": [f"dup:{r[1]}" for r in rows],
+            "kind": [r[2] or kinds[r[0]] for r in rows],
+            "representative": [r[3] for r in rows],
+            "similarity": pa.array([r[4] for r in rows], type=pa.float64()),
+            "reason": [r[5] for r in rows],
+        }
+    )
     kept = pa.table({"trace_id": [t.trace_id for t in survivors]})
     con = store.con
     con.execute("BEGIN")
@@ -321,8 +356,12 @@ def _write(store: Store, traces: list[_Trace], failed: list[tuple[str, str]], su
 
 def kept_ids(store: Store) -> list[str]:
     """Trace ids that survive dedupe: not dropped in `dup_clusters`, not quarantined by the stage."""
-    return [r[0] for r in store.con.execute(
-        "SELECT trace_id FROM traces "
-        "WHERE trace_id NOT IN (SELECT trace_id FROM dup_clusters WHERE reason IS NOT NULL) "
-        "AND trace_id NOT IN (SELECT trace_id FROM quarantine WHERE stage = 'dedupe' AND trace_id IS NOT NULL) "
-        "ORDER BY trace_id").fetchall()]  # fmt: skip
+    return [
+        r[0]
+        for r in store.con.execute(
+            "SELECT trace_id FROM traces "
+            "WHERE trace_id NOT IN (SELECT trace_id FROM dup_clusters WHERE reason IS NOT NULL) "
+            "AND trace_id NOT IN (SELECT trace_id FROM quarantine WHERE stage = 'dedupe' AND trace_id IS NOT NULL) "
+            "ORDER BY trace_id"
+        ).fetchall()
+    ]

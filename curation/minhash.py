@@ -17,9 +17,21 @@ from scipy.sparse.csgraph import connected_components
 _MASK32 = np.uint64(0xFFFFFFFF)
 _SHIFT = np.uint64(32)
 # Odd 64-bit constants that combine the token hashes of one n-gram into a shingle hash.
-_NGRAM_MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
-                       0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9,
-                       0x2545F4914F6CDD1D, 0x9FB21C651E98DF25], dtype=np.uint64)  # fmt: skip
+_NGRAM_MIX = np.array(
+    [
+        0x9E3779B97F4A7C15,
+        0xC2B2AE3D27D4EB4F,
+        0x165667B19E3779F9,
+        0xD6E8FEB86659FD93,
+        0xFF51AFD7ED558CCD,
+        0xC4CEB9FE1A85EC53,
+        0x94D049BB133111EB,
+        0xBF58476D1CE4E5B9,
+        0x2545F4914F6CDD1D,
+        0x9FB21C651E98DF25,
+    ],
+    dtype=np.uint64,
+)
 
 
 def optimal_bands(threshold: float, num_perm: int, verified: bool = True) -> tuple[int, int]:

@@ -169,7 +169,9 @@ class Store:
             self.con.execute(
                 "INSERT INTO quarantine (source_file, source_line, code, message, source_format, record_key, stage, "
                 "trace_id) SELECT source_file, source_line, ?, ?, source_format, ?, ?, trace_id FROM traces "
-                "WHERE trace_id = ?", [code, message, f"{stage}:{trace_id}", stage, trace_id])  # fmt: skip
+                "WHERE trace_id = ?",
+                [code, message, f"{stage}:{trace_id}", stage, trace_id],
+            )
 
     def count(self, table: str) -> int:
         row = self.con.execute(f"SELECT count(*) FROM {table}").fetchone()

@@ -371,9 +371,17 @@ def make_email(rng: random.Random, n: int) -> Email:
     sentiment = rng.choices(["negative", "neutral", "positive"], [35, 45, 20])[0]
     name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
     pii = ["PERSON"]
-    context = [c.format(relation=rng.choice(RELATIONS), place=rng.choice(PLACES), weekday=rng.choice(WEEKDAYS),
-                        days=rng.randrange(2, 15), nth=rng.choice(NTH), product=rng.choice(PRODUCTS))
-               for c in rng.sample(CONTEXT, rng.randrange(1, 4))]  # fmt: skip
+    context = [
+        c.format(
+            relation=rng.choice(RELATIONS),
+            place=rng.choice(PLACES),
+            weekday=rng.choice(WEEKDAYS),
+            days=rng.randrange(2, 15),
+            nth=rng.choice(NTH),
+            product=rng.choice(PRODUCTS),
+        )
+        for c in rng.sample(CONTEXT, rng.randrange(1, 4))
+    ]
     lines = [rng.choice(GREETINGS), "", problem, *context, rng.choice(TONES[sentiment])]
     if category == "billing" and rng.random() < 0.35:
         lines.append(f"The card I used is {luhn_card(rng)}, if that helps.")

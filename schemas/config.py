@@ -58,9 +58,10 @@ class DedupeConfig(_Section):
         description="check LSH candidates: estimated Jaccard from signatures, or exact Jaccard of shingle sets",
     )
     survivor: list[SurvivorRule] = Field(
-        default=["feedback", "newest", "longest"], min_length=1,
+        default=["feedback", "newest", "longest"],
+        min_length=1,
         description="which copy of a duplicate cluster is kept, rule by rule",
-    )  # fmt: skip
+    )
     batch_size: int = Field(default=2000, ge=1, description="documents per MinHash batch")
 
 
@@ -68,10 +69,20 @@ class RedactConfig(_Section):
     """PII and secret redaction with presidio, and the leak gate that checks its output."""
 
     entities: list[str] = Field(
-        default=["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "US_SSN", "PERSON",
-                 "LOCATION", "STREET_ADDRESS", "SECRET"],
+        default=[
+            "EMAIL_ADDRESS",
+            "PHONE_NUMBER",
+            "CREDIT_CARD",
+            "IBAN_CODE",
+            "IP_ADDRESS",
+            "US_SSN",
+            "PERSON",
+            "LOCATION",
+            "STREET_ADDRESS",
+            "SECRET",
+        ],
         description="entity types to redact (DATE_TIME is off by default: timestamps are noise in traces)",
-    )  # fmt: skip
+    )
     custom_entities: dict[str, str] = Field(
         default_factory=dict, description="customer identifiers: ENTITY_NAME -> regex (order numbers, account ids)"
     )

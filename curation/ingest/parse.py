@@ -19,15 +19,30 @@ from curation.ingest.readers import Problem, RawRecord, Span, read_span
 from schemas.trace import Feedback, Message, Trace, describe_errors
 
 # The `traces` columns an ingest batch carries (the table adds `ingested_at`).
-SCHEMA = pa.schema([
-    ("trace_id", pa.string()), ("source_format", pa.string()), ("source_file", pa.string()),
-    ("source_line", pa.int64()), ("content_hash", pa.string()), ("session_id", pa.string()),
-    ("user_id", pa.string()), ("created_at", pa.timestamp("us", tz="UTC")), ("model", pa.string()),
-    ("tags", pa.list_(pa.string())), ("metadata", pa.string()), ("messages", pa.string()), ("tools", pa.string()),
-    ("finish_reason", pa.string()), ("error", pa.string()), ("latency_ms", pa.float64()),
-    ("input_tokens", pa.int64()), ("output_tokens", pa.int64()), ("feedback", pa.string()),
-    ("n_messages", pa.int32()),
-])  # fmt: skip
+SCHEMA = pa.schema(
+    [
+        ("trace_id", pa.string()),
+        ("source_format", pa.string()),
+        ("source_file", pa.string()),
+        ("source_line", pa.int64()),
+        ("content_hash", pa.string()),
+        ("session_id", pa.string()),
+        ("user_id", pa.string()),
+        ("created_at", pa.timestamp("us", tz="UTC")),
+        ("model", pa.string()),
+        ("tags", pa.list_(pa.string())),
+        ("metadata", pa.string()),
+        ("messages", pa.string()),
+        ("tools", pa.string()),
+        ("finish_reason", pa.string()),
+        ("error", pa.string()),
+        ("latency_ms", pa.float64()),
+        ("input_tokens", pa.int64()),
+        ("output_tokens", pa.int64()),
+        ("feedback", pa.string()),
+        ("n_messages", pa.int32()),
+    ]
+)
 COLUMNS = tuple(SCHEMA.names)
 _MESSAGES = TypeAdapter(list[Message])
 _FEEDBACK = TypeAdapter(list[Feedback])

@@ -115,9 +115,12 @@ class _FileWriter:
     def _insert_rows(self, con: Any, table: pa.Table) -> None:
         con.register("_ingest_batch", table)
         try:
-            stored = dict(con.execute(
-                "SELECT b.trace_id, t.content_hash FROM (SELECT DISTINCT trace_id FROM _ingest_batch) b "
-                "JOIN traces t USING (trace_id)").fetchall())  # fmt: skip
+            stored = dict(
+                con.execute(
+                    "SELECT b.trace_id, t.content_hash FROM (SELECT DISTINCT trace_id FROM _ingest_batch) b "
+                    "JOIN traces t USING (trace_id)"
+                ).fetchall()
+            )
             if not stored and pc.count_distinct(table.column("trace_id")).as_py() == table.num_rows:
                 # the common case: every row is new, no Python loop over the rows
                 con.execute(f"INSERT INTO traces ({', '.join(COLUMNS)}) SELECT * FROM _ingest_batch")
@@ -151,21 +154,35 @@ class _FileWriter:
                 self.counts["already_present"] += 1
             else:
                 row = table.slice(i, 1).to_pylist()[0]
-                self.quarantined.append(Quarantined(
-                    row["source_line"], "duplicate_id",
-                    f"trace_id {tid} is already stored with different messages; ids must be unique per source",
-                    row["messages"][:200], fmts[i]))  # fmt: skip
+                self.quarantined.append(
+                    Quarantined(
+                        row["source_line"],
+                        "duplicate_id",
+                        f"trace_id {tid} is already stored with different messages; ids must be unique per source",
+                        row["messages"][:200],
+                        fmts[i],
+                    )
+                )
         return keep
 
     def _insert_quarantine(self, con: Any) -> None:
         data = [
-            (self.file, q.line, q.code, q.message, q.excerpt, q.source_format,
-             f"{q.code}:{q.line}:{xxhash.xxh3_64_hexdigest(q.excerpt.encode())}")
+            (
+                self.file,
+                q.line,
+                q.code,
+                q.message,
+                q.excerpt,
+                q.source_format,
+                f"{q.code}:{q.line}:{xxhash.xxh3_64_hexdigest(q.excerpt.encode())}",
+            )
             for q in self.quarantined
-        ]  # fmt: skip
+        ]
         con.executemany(
             "INSERT OR IGNORE INTO quarantine (source_file, source_line, code, message, excerpt, source_format, "
-            "record_key) VALUES (?, ?, ?, ?, ?, ?, ?)", data)  # fmt: skip
+            "record_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            data,
+        )
         for q in self.quarantined:
             self.counts["quarantined"] += 1
             self.stats.quarantine_reasons[q.code] += 1
@@ -178,8 +195,17 @@ class _FileWriter:
         self.store.con.execute(
             "INSERT OR REPLACE INTO ingest_files (path, sha256, size, records, accepted, already_present, "
             "quarantined, formats) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [str(path), sha, path.stat().st_size, c["accepted"] + c["already_present"] + c["quarantined"],
-             c["accepted"], c["already_present"], c["quarantined"], sorted(self.formats)])  # fmt: skip
+            [
+                str(path),
+                sha,
+                path.stat().st_size,
+                c["accepted"] + c["already_present"] + c["quarantined"],
+                c["accepted"],
+                c["already_present"],
+                c["quarantined"],
+                sorted(self.formats),
+            ],
+        )
 
 
 class _Parser:
@@ -305,8 +331,9 @@ def _batch_inputs_first(files: list[Path], cfg: IngestConfig) -> list[Path]:
     return sorted(files, key=lambda p: not is_input(p))
 
 
-def _join_batches(inputs: dict[str, tuple[BatchPart, str]], outputs: list[BatchPart], file: str,
-                  stats: IngestStats) -> ChunkResult:  # fmt: skip
+def _join_batches(
+    inputs: dict[str, tuple[BatchPart, str]], outputs: list[BatchPart], file: str, stats: IngestStats
+) -> ChunkResult:
     """Join a file's Batch API output lines with their input lines (same custom_id)."""
     result = ChunkResult()
     for out in outputs:
@@ -334,10 +361,15 @@ def _quarantine_unmatched_inputs(store: Store, inputs: dict[str, tuple[BatchPart
     by_file: dict[str, _FileWriter] = {}
     for custom_id, (part, file) in inputs.items():
         writer = by_file.setdefault(file, _FileWriter(store, file, stats, 10**9))
-        writer.quarantined.append(Quarantined(
-            part.line, "batch_unmatched",
-            f"custom_id '{custom_id}': batch input line has no output line among the files ingested together",
-            _short(part.record), "openai_batch"))  # fmt: skip
+        writer.quarantined.append(
+            Quarantined(
+                part.line,
+                "batch_unmatched",
+                f"custom_id '{custom_id}': batch input line has no output line among the files ingested together",
+                _short(part.record),
+                "openai_batch",
+            )
+        )
     for writer in by_file.values():
         writer.flush()
         stats.count(writer.counts)
