@@ -119,6 +119,60 @@ def ingest_cmd(
 
 
 @app.command()
+def curate(db: DbOpt = DEFAULT_DB, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Curate the ingested traces: dedupe (exact, prefix chains, MinHash near-duplicates), redact PII
+    and secrets with presidio, then run the leak gate over everything that would be exported.
+
+    A leak-gate hit stops the run with the trace ids and entity types (exit 3)."""
+    summary = _run_curate(db, config)
+    if as_json:
+        sys.stdout.write(json.dumps({"db": str(db), **summary}) + "\n")
+    else:
+        _curate_summary(summary)
+
+
+def _run_curate(db: Path, config: Path | None) -> dict[str, Any]:
+    from curation import curate as curate_lib
+    from curation.leakgate import LeakError
+    from curation.store import Store, StoreError
+
+    try:
+        cfg = load_config(config)
+        with Store(db) as store, err.status("curating: dedupe, redact, leak gate..."):
+            return curate_lib.run(store, cfg)
+    except LeakError as exc:
+        _fail(str(exc), code=3)
+    except (StoreError, ConfigError, ValueError) as exc:
+        _fail(str(exc))
+    raise AssertionError("unreachable")
+
+
+def _curate_summary(summary: dict[str, Any]) -> None:
+    out = Console()
+    d, r = summary["dedupe"], summary["redact"]
+    t = Table(title="curation", header_style="bold")
+    for col in ("stage", "in", "kept", "dropped / found", "seconds"):
+        t.add_column(col, justify="left" if col == "stage" else "right")
+    dropped = d["exact_duplicates"] + d["prefix_of"] + d["near_duplicates"]
+    t.add_row(
+        "dedupe",
+        str(d["traces"]),
+        str(d["kept"]),
+        f"exact {d['exact_duplicates']}, prefix_of {d['prefix_of']}, near {d['near_duplicates']} (total {dropped})",
+        f"{d['seconds']:.1f}",
+    )
+    found = ", ".join(f"{k} {v}" for k, v in sorted(r["entities"].items(), key=lambda kv: -kv[1]))
+    t.add_row(
+        "redact", str(r["traces"]), str(r["redacted"] + r["already_redacted"]), found or "-", f"{r['seconds']:.1f}"
+    )
+    if "leak_gate" in summary:
+        t.add_row(
+            "leak gate", str(summary["leak_gate"]["checked"]), str(summary["leak_gate"]["checked"]), "0 leaks", ""
+        )
+    out.print(t)
+
+
+@app.command()
 def quarantine(
     db: DbOpt = DEFAULT_DB,
     code: Annotated[str | None, typer.Option("--code", help="Only this reason code (e.g. invalid_json).")] = None,
@@ -152,14 +206,17 @@ def quarantine(
 
 @app.command()
 def demo(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
-    """Run the main job on the embedded sample traces (data/samples): for now, ingest and summarize."""
+    """Run the main job on the embedded sample traces (data/samples): ingest, then curate (dedupe,
+    redact, leak gate) with the default config."""
     from curation.store import Store
 
     stats = _run_ingest([SAMPLES], db, "auto", None, quiet=False)
+    summary = _run_curate(db, None)
     if as_json:
-        sys.stdout.write(json.dumps({"db": str(db), **stats.as_dict()}) + "\n")
+        sys.stdout.write(json.dumps({"db": str(db), "ingest": stats.as_dict(), **summary}) + "\n")
         return
     _summary(stats, db)
+    _curate_summary(summary)
     with Store(db, read_only=True) as store:
         rows = store.con.execute(
             "SELECT source_format, count(*), count(DISTINCT session_id), round(avg(n_messages), 1) "
