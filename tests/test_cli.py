@@ -72,3 +72,27 @@ def test_quarantine_command_lists_reasons(tmp_path):
     assert p.returncode == 0, p.stderr
     (row,) = [json.loads(x) for x in p.stdout.splitlines()]
     assert row["code"] == "not_a_generation" and row["source_line"] == 2
+
+
+def test_curate_json_summary_and_leak_exit_code(tmp_path):
+    from tests.helpers import chat_log, convo, write_jsonl
+
+    db = tmp_path / "cur.duckdb"
+    key = "sk-proj-ABCDEFGHIJKLMNOPQRSTUVWXYZ123456"
+    src = write_jsonl(
+        tmp_path / "in.jsonl",
+        [
+            chat_log("a", convo(f"Hi, I am Maria Garcia, key {key}"), '{"ok": 1}'),
+            chat_log("b", convo(f"Hi, I am Maria Garcia, key {key}"), '{"ok": 1}'),
+        ],
+    )
+    assert run("ingest", str(src), "--db", str(db)).returncode == 0
+    p = run("curate", "--db", str(db), "--json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["dedupe"]["exact_duplicates"] == 1 and out["redact"]["entities"]["SECRET"] == 1
+    assert out["leak_gate"] == {"checked": 1, "leaks": 0}
+    cfg = tmp_path / "nosecrets.yaml"
+    cfg.write_text("redact:\n  entities: [PERSON]\n")
+    leak = run("curate", "--db", str(db), "--config", str(cfg))
+    assert leak.returncode == 3 and "openai_chat:" in leak.stderr and "SECRET" in leak.stderr

@@ -25,3 +25,21 @@ def test_ingest_flow_ingests_and_publishes_artifacts(tmp_path):
     assert summary is not None and "| 19 | 18 | 0 | 1 |" in summary.data
     again = ingest_flow([str(FIXTURES / "formats")], str(db))
     assert again["accepted"] == 0 and again["files_skipped"] == stats["files"]
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_curate_flow_runs_the_stages_and_publishes_pii_counts(tmp_path):
+    from prefect.artifacts import Artifact
+
+    from flows.curate import curate_flow
+    from tests.helpers import chat_log, convo, write_jsonl
+
+    email = "Hi, this is Maria Garcia, reach me at maria.g@example.com about order NW-123456. Thanks"
+    recs = [chat_log("a", convo(email), '{"priority": "high"}'), chat_log("b", convo(email), '{"priority": "high"}')]
+    src = write_jsonl(tmp_path / "in.jsonl", recs)
+    summary = curate_flow([str(src)], str(tmp_path / "c.duckdb"))
+    assert summary["ingest"]["accepted"] == 2
+    assert summary["dedupe"]["exact_duplicates"] == 1 and summary["redact"]["redacted"] == 1
+    assert summary["leak_gate"] == {"checked": 1, "leaks": 0}
+    counts = Artifact.get("pii-entity-counts")
+    assert counts is not None and "EMAIL_ADDRESS" in counts.data

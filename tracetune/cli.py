@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
@@ -30,11 +31,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
+err = Console(stderr=True, emoji=False)
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -70,7 +71,7 @@ def _run_ingest(paths: list[Path], db: Path, fmt: str, config: Path | None, quie
 
 
 def _summary(stats: IngestStats, db: Path) -> None:
-    out = Console()
+    out = Console(emoji=False)
     out.print(
         f"[bold]ingested[/] {stats.files} file(s) into {db} in {stats.seconds:.1f}s "
         f"({stats.files_skipped} unchanged, skipped)"
@@ -148,7 +149,7 @@ def _run_curate(db: Path, config: Path | None) -> dict[str, Any]:
 
 
 def _curate_summary(summary: dict[str, Any]) -> None:
-    out = Console()
+    out = Console(emoji=False)
     d, r = summary["dedupe"], summary["redact"]
     t = Table(title="curation", header_style="bold")
     for col in ("stage", "in", "kept", "dropped / found", "seconds"):
@@ -201,7 +202,7 @@ def quarantine(
         t.add_column(col)
     for f, n, c, m, _ in found:
         t.add_row(f"{f}:{n}", c, m)
-    Console().print(t)
+    Console(emoji=False).print(t)
 
 
 @app.command()
@@ -227,7 +228,7 @@ def demo(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
         t.add_column(col, justify="right" if col != "format" else "left")
     for r in rows:
         t.add_row(*(str(x) for x in r))
-    Console().print(t)
+    Console(emoji=False).print(t)
 
 
 def main() -> None:
