@@ -34,6 +34,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/dedupe.py
+	$(BIN)/python benchmarks/redact.py
 
 samples: $(STAMP)
 	$(BIN)/python data/generate_samples.py

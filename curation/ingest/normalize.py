@@ -270,17 +270,22 @@ def otel_message(m: dict[str, Any], where: str) -> list[dict[str, Any]]:
             continue
         else:
             texts.append(f"[{kind}]")
-    if texts or calls or not out:
-        msg: dict[str, Any] = {"role": role, "content": "\n".join(texts)}
-        if calls:
-            msg["tool_calls"] = calls
-        if m.get("name") is not None:
-            msg["name"] = m["name"]
-        if role == "tool":
-            out.append(msg)
-        else:
-            out.insert(0, msg)
-    return out
+    return turn(role, texts, calls, out, m.get("name"))
+
+
+def turn(
+    role: Any, texts: list[str], calls: list[dict[str, Any]], results: list[dict[str, Any]], name: Any = None
+) -> list[dict[str, Any]]:
+    """The canonical messages of one source turn whose parts were split into text, tool calls and
+    tool results: the results first (they answer the previous assistant turn), then the turn."""
+    if not (texts or calls or not results):
+        return results
+    msg: dict[str, Any] = {"role": role, "content": "\n".join(texts)}
+    if calls:
+        msg["tool_calls"] = calls
+    if name is not None:
+        msg["name"] = name
+    return [*results, msg]
 
 
 def _strip(v: Any) -> Any:

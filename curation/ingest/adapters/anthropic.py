@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from curation.ingest.normalize import RecordError, dumps, norm_role, text_of, to_datetime, usage_from
+from curation.ingest.normalize import RecordError, dumps, norm_role, text_of, to_datetime, turn, usage_from
 
 
 def _is_response(r: Any) -> bool:
@@ -44,12 +44,7 @@ def _blocks(content: Any, role: str, where: str) -> list[dict[str, Any]]:
             continue
         else:
             texts.append(f"[{kind}]")
-    if texts or calls or not out:
-        msg: dict[str, Any] = {"role": role, "content": "\n".join(texts)}
-        if calls:
-            msg["tool_calls"] = calls
-        out.append(msg)
-    return out
+    return turn(role, texts, calls, out)
 
 
 def parse(obj: dict[str, Any]) -> list[dict[str, Any]]:
