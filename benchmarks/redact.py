@@ -9,7 +9,7 @@ use the same offline spaCy model; each runs in its own process, model loading in
   tracetune: `curation.redact.analyze_texts` (each distinct text once, spaCy pipe batches, two
              worker processes) + the stage's NER clean-up
 
-    python benchmarks/redact.py --traces 1200
+    python benchmarks/redact.py --traces 2000
 """
 
 from __future__ import annotations
@@ -130,7 +130,8 @@ def make_corpus(n: int, seed: int = 5) -> list[dict]:
             {
                 "priority": rng.choice(["high", "normal"]),
                 "category": "billing",
-                "summary": "Customer asks about a charge on their order.",
+                "summary": f"Customer reports a problem with a {rng.choice(g.PRODUCTS)} order placed "
+                f"{rng.randrange(2, 30)} days ago. {rng.choice(g.TONES['neutral'])}",
             }
         )
         traces.append({"messages": [g.SYSTEM_PROMPT, text, answer], "gold": gold})
@@ -195,7 +196,7 @@ def evaluate(traces: list[dict], found: list[list[tuple]]) -> dict[str, tuple[fl
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--traces", type=int, default=1200)
+    ap.add_argument("--traces", type=int, default=2000)
     args = ap.parse_args()
     traces = make_corpus(args.traces)
     texts = [m for t in traces for m in t["messages"]]

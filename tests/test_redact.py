@@ -27,6 +27,8 @@ def analyzed():
         "empty": "",
         "english": "Hi, I'm Maria Garcia, write to maria.garcia@example.com or call (303) 555-0147. "
         "Order NW-123456 went to 742 Evergreen Terrace, Springfield, OR 97477.",
+        "iban": "Refund to ES91 2100 0418 4502 0005 1332 or GB82 WEST 1234 5698 7654 32, "
+        "not GB82 WEST 1234 5698 7654 33.",
         "french": "Bonjour, je m'appelle Jean Dupont, mon adresse est jean.dupont@exemple.fr, merci.",
         "emoji": "📦 still missing!! 😡 call me 📞 (212) 555-0134 — 谢谢 — Привет",
         "code": "```python\nAPI_KEY = 'sk-proj-abcdefghijklmnopqrstuvwx1234'\nos.system('ls')\n```\n"
@@ -57,6 +59,10 @@ def test_english_pii_is_found(analyzed):
 
 def test_awkward_inputs_are_pinned(analyzed):
     assert analyzed["empty"] == set()
+    assert {v for e, v in analyzed["iban"] if e == "IBAN_CODE"} == {
+        "ES91 2100 0418 4502 0005 1332",
+        "GB82 WEST 1234 5698 7654 32",
+    }
     assert ("EMAIL_ADDRESS", "jean.dupont@exemple.fr") in analyzed["french"]
     assert ("PHONE_NUMBER", "(212) 555-0134") in analyzed["emoji"]  # offsets stay right around emoji
     assert ("SECRET", "sk-proj-abcdefghijklmnopqrstuvwx1234") in analyzed["code"]
