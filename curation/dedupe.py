@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pyarrow as pa
 import xxhash
 
 from curation import minhash
@@ -193,12 +194,12 @@ def near_duplicate_clusters(
     texts: list[str], cfg: DedupeConfig, signatures: np.ndarray | None = None
 ) -> minhash.Clusters:
     """Cluster texts whose word-shingle Jaccard similarity reaches `cfg.threshold` (MinHash + LSH,
-    candidates verified as configured). `signatures` may hold precomputed rows (all zero = missing)."""
+    candidates verified as configured). `signatures`, when given, are the texts' stored signatures."""
     bands, rows = lsh_layout(cfg)
     if bands * rows > cfg.num_perm:
         raise ValueError(f"dedupe.bands * dedupe.rows = {bands * rows} exceeds dedupe.num_perm = {cfg.num_perm}")
-    shingles = minhash.shingle(texts, cfg.shingle_size)
-    sig = minhash.MinHasher(cfg.num_perm).signatures(shingles) if signatures is None else signatures
+    shingles = minhash.shingle(texts, cfg.shingle_size) if signatures is None or cfg.verify == "exact" else None
+    sig = signatures if signatures is not None else minhash.MinHasher(cfg.num_perm).signatures(shingles)
     pairs = minhash.candidate_pairs(sig, bands, rows)
     if cfg.verify == "exact":
         sim = minhash.exact_jaccard(shingles, pairs)
@@ -235,8 +236,6 @@ def _signatures(store: Store, traces: list[_Trace], cfg: DedupeConfig) -> tuple[
             minhash.shingle([traces[i].text for i in missing], cfg.shingle_size)
         )
         sig[missing] = fresh
-        import pyarrow as pa
-
         table = pa.table(
             {
                 "trace_id": [traces[i].trace_id for i in missing],
@@ -306,8 +305,6 @@ def run(store: Store, cfg: DedupeConfig | None = None) -> DedupeStats:
 
 
 def _write(store: Store, traces: list[_Trace], failed: list[tuple[str, str]], survivors: list[_Trace]) -> None:
-    import pyarrow as pa
-
     reps = {t.representative for t in traces if t.representative}
     rows = [
         (

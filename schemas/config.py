@@ -62,7 +62,6 @@ class DedupeConfig(_Section):
         min_length=1,
         description="which copy of a duplicate cluster is kept, rule by rule",
     )
-    batch_size: int = Field(default=2000, ge=1, description="documents per MinHash batch")
 
 
 class RedactConfig(_Section):
