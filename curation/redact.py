@@ -7,12 +7,10 @@ in spaCy pipe batches, over process-parallel partitions for big runs."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import re
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +19,7 @@ import pyarrow as pa
 
 from curation import dedupe
 from curation.store import Store
+from curation.workers import explained, spawn_pool
 from schemas.config import RedactConfig, config_hash
 
 # A finding in one text: (entity type, start, end, score, recognizer)
@@ -118,8 +117,7 @@ def analyze_texts(texts: list[str], cfg: RedactConfig) -> list[list[Finding]]:
     else:
         size = -(-len(distinct) // (workers * 4))
         chunks = [distinct[i : i + size] for i in range(0, len(distinct), size)]
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(cfg_json,)) as pool:
+        with spawn_pool(workers, _init_worker, (cfg_json,)) as pool, explained("redact.workers"):
             found = [f for part in pool.map(_analyze_chunk, chunks, [cfg_json] * len(chunks)) for f in part]
     by_text: dict[str, list[Finding]] = {}
     for (text, off, _), fs in zip(parts, found, strict=True):

@@ -73,3 +73,25 @@ def test_parallel_ingest_equals_serial(tmp_path, monkeypatch, compress):
     )
     assert t1 == t2 and q1 == q2
     assert {line for line, _ in q2} == bad
+
+
+def test_an_unguarded_script_gets_an_explained_worker_error(tmp_path):
+    import subprocess
+    import sys
+
+    log = tmp_path / "big.jsonl"
+    write_log(log, 200)
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import curation.ingest.run as run\n"
+        "from curation.store import Store\n"
+        "from schemas.config import IngestConfig\n"
+        "run.PARALLEL_MIN_BYTES = 0\n"
+        f"with Store({str(tmp_path / 'u.duckdb')!r}) as s:\n"
+        f"    run.ingest(s, [{str(log)!r}], config=IngestConfig(workers=2))\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("curation.workers.WorkerError: a worker process died")
+    assert 'if __name__ == "__main__":' in last and "ingest.workers: 1" in last

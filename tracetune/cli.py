@@ -42,6 +42,7 @@ def _fail(message: str, code: int = 2) -> None:
 def _run_ingest(paths: list[Path], db: Path, fmt: str, config: Path | None, quiet: bool) -> IngestStats:
     from curation.ingest.run import ingest
     from curation.store import Store, StoreError
+    from curation.workers import WorkerError
 
     try:
         cfg = load_config(config)
@@ -65,7 +66,7 @@ def _run_ingest(paths: list[Path], db: Path, fmt: str, config: Path | None, quie
 
             with bar:
                 return ingest(store, [str(p) for p in paths], fmt, cfg.ingest, progress)
-    except (StoreError, ConfigError, FileNotFoundError, ValueError) as exc:
+    except (StoreError, ConfigError, FileNotFoundError, ValueError, WorkerError) as exc:
         _fail(str(exc))
         raise AssertionError from exc  # unreachable: _fail exits
 
@@ -136,6 +137,7 @@ def _run_curate(db: Path, config: Path | None) -> dict[str, Any]:
     from curation import curate as curate_lib
     from curation.leakgate import LeakError
     from curation.store import Store, StoreError
+    from curation.workers import WorkerError
 
     try:
         cfg = load_config(config)
@@ -143,7 +145,7 @@ def _run_curate(db: Path, config: Path | None) -> dict[str, Any]:
             return curate_lib.run(store, cfg)
     except LeakError as exc:
         _fail(str(exc), code=3)
-    except (StoreError, ConfigError, ValueError) as exc:
+    except (StoreError, ConfigError, ValueError, WorkerError) as exc:
         _fail(str(exc))
     raise AssertionError("unreachable")
 

@@ -7,7 +7,6 @@ workers in chunks. Workers return Arrow tables; this process is the only DuckDB 
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 from collections import Counter
@@ -37,6 +36,7 @@ from curation.ingest.parse import (
 )
 from curation.ingest.readers import Span, TraceFile, scan, walk
 from curation.store import Store
+from curation.workers import explained, spawn_pool
 from schemas.config import IngestConfig
 
 CHUNK_RECORDS = 2000
@@ -220,7 +220,7 @@ class _Parser:
         if self.workers < 2:
             return None
         if self.pool is None:
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self.pool = spawn_pool(self.workers)
         return self.pool
 
     def results(self, tf: TraceFile, spans: list[Span]) -> Iterator[tuple[ChunkResult, int]]:
@@ -239,13 +239,14 @@ class _Parser:
             chunks = _chunks(tf.records(), CHUNK_RECORDS)
             jobs = ((parse_chunk, (c, file, self.forced, cfg.excerpt_chars), None) for c in chunks)
         pending: list[tuple[Future[ChunkResult], int | None]] = []
-        for fn, fn_args, done in jobs:
-            pending.append((pool.submit(fn, *fn_args), done))
-            if len(pending) >= READ_AHEAD * self.workers:  # bounded read-ahead keeps memory flat
-                fut, done_at = pending.pop(0)
+        with explained("ingest.workers"):
+            for fn, fn_args, done in jobs:
+                pending.append((pool.submit(fn, *fn_args), done))
+                if len(pending) >= READ_AHEAD * self.workers:  # bounded read-ahead keeps memory flat
+                    fut, done_at = pending.pop(0)
+                    yield fut.result(), done_at or tf.position()
+            for fut, done_at in pending:
                 yield fut.result(), done_at or tf.position()
-        for fut, done_at in pending:
-            yield fut.result(), done_at or tf.position()
 
     def close(self) -> None:
         if self.pool is not None:
