@@ -20,6 +20,7 @@ import pyarrow as pa
 import xxhash
 
 from curation import minhash
+from curation.stats import StageStats
 from curation.store import Store
 from schemas.config import DedupeConfig
 
@@ -27,7 +28,7 @@ _WS = re.compile(r"\s+")
 
 
 @dataclass
-class DedupeStats:
+class DedupeStats(StageStats):
     """Counts of one dedupe run; traces = kept + exact + prefix + near + quarantined."""
 
     traces: int = 0
@@ -41,9 +42,6 @@ class DedupeStats:
     seconds: float = 0.0
     bands: int = 0
     rows: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "seconds": round(self.seconds, 3)}
 
 
 @dataclass

@@ -18,6 +18,7 @@ import orjson
 import pyarrow as pa
 
 from curation import dedupe
+from curation.stats import StageStats
 from curation.store import Store
 from curation.workers import explained, spawn_pool
 from schemas.config import RedactConfig, config_hash
@@ -30,7 +31,9 @@ REDACTOR_VERSION = 2  # bump when a code change should redo earlier redactions
 
 
 @dataclass
-class RedactStats:
+class RedactStats(StageStats):
+    """Counts of one redact run; `entities` counts placeholders written per entity type."""
+
     traces: int = 0
     redacted: int = 0
     already_redacted: int = 0
@@ -39,9 +42,6 @@ class RedactStats:
     distinct_texts: int = 0
     entities: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "entities": dict(self.entities), "seconds": round(self.seconds, 3)}
 
 
 _ANALYZERS: dict[str, Any] = {}  # one analyzer per config, per process (loading one takes seconds)

@@ -35,6 +35,7 @@ from curation.ingest.parse import (
     parse_span,
 )
 from curation.ingest.readers import Span, TraceFile, scan, walk
+from curation.stats import StageStats
 from curation.store import Store
 from curation.workers import explained, spawn_pool
 from schemas.config import IngestConfig
@@ -48,7 +49,7 @@ Progress = Callable[[str, int, int], None]  # (file, bytes done in file, file si
 
 
 @dataclass
-class IngestStats:
+class IngestStats(StageStats):
     """What one ingest call did. `records` = accepted + already_present + quarantined."""
 
     files: int = 0
@@ -64,12 +65,7 @@ class IngestStats:
     paths: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        d["by_format"] = dict(self.by_format)
-        d["quarantine_reasons"] = dict(self.quarantine_reasons)
-        d["records_per_s"] = round(self.records / self.seconds, 1) if self.seconds else None
-        d["seconds"] = round(self.seconds, 3)
-        return d
+        return {**super().as_dict(), "records_per_s": round(self.records / self.seconds, 1) if self.seconds else None}
 
     def count(self, counts: Counter[str]) -> None:
         for key in ("accepted", "already_present", "quarantined"):

@@ -1,0 +1,22 @@
+"""The counts every stage returns (the `--json` summaries and the Prefect artifacts read them)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class StageStats:
+    """Base of the per-stage counts: `as_dict` gives plain JSON-ready values."""
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in self.__dict__.items():
+            if isinstance(value, Counter):
+                value = dict(value)
+            elif isinstance(value, float):
+                value = round(value, 3)
+            out[key] = value
+        return out
