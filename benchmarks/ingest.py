@@ -138,6 +138,7 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=200_000)
     ap.add_argument("--gb", type=float, default=None, help="size the input in GB instead of records")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--config", default=None, help="tracetune YAML config for the ingest side")
     args = ap.parse_args()
     tracetune = str(Path(sys.executable).with_name("tracetune"))
     with tempfile.TemporaryDirectory(prefix="tt-bench-") as tmp:
@@ -152,7 +153,8 @@ def main() -> None:
         for run in range(args.runs):
             for db in Path(tmp).glob("*.duckdb*"):
                 db.unlink()
-            wall, rss, out = measure([tracetune, "ingest", str(src), "--db", f"{tmp}/ours.duckdb", "--json"])
+            extra = ["--config", args.config] if args.config else []
+            wall, rss, out = measure([tracetune, "ingest", str(src), "--db", f"{tmp}/ours.duckdb", "--json", *extra])
             stats = json.loads(out)
             assert stats["accepted"] == records, stats
             ours.append((wall, rss))

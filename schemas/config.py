@@ -31,7 +31,7 @@ class IngestConfig(_Section):
     )
     excerpt_chars: int = Field(default=400, ge=0, description="payload excerpt kept in quarantine rows")
     memory_limit: str = Field(
-        default="256MB",
+        default="512MB",
         pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$",
         description="DuckDB memory cap while ingesting (written data is on disk; this bounds the cache)",
     )
