@@ -160,7 +160,7 @@ def _merge(findings: list[Finding]) -> list[Finding]:
     return out
 
 
-def _fields(messages: list[dict[str, Any]], tools: Any) -> list[tuple[int, str, str]]:
+def scanned_fields(messages: list[dict[str, Any]], tools: Any) -> list[tuple[int, str, str]]:
     """(message index, field name, text) of every scanned text of a trace; tools use index -1."""
     out = []
     for i, m in enumerate(messages):
@@ -175,11 +175,15 @@ def _fields(messages: list[dict[str, Any]], tools: Any) -> list[tuple[int, str, 
 
 
 def redact_trace(
-    messages: list[dict[str, Any]], tools: Any, findings: list[list[Finding]], cfg: RedactConfig
+    messages: list[dict[str, Any]],
+    tools: Any,
+    fields: list[tuple[int, str, str]],
+    findings: list[list[Finding]],
+    cfg: RedactConfig,
 ) -> tuple[list[dict[str, Any]], Any, list[tuple[Any, ...]]]:
-    """Apply findings (one list per `_fields` entry) to a trace. Returns the redacted messages and
-    tools, and redaction rows (message index, field, entity, start, end, score, recognizer, placeholder)."""
-    fields = _fields(messages, tools)
+    """Apply findings (one list per entry of `fields = scanned_fields(messages, tools)`) to a trace.
+    Returns the redacted messages and tools, and redaction rows (message index, field, entity, start,
+    end, score, recognizer, placeholder)."""
     allow = {a.casefold() for a in cfg.allowlist}
     spans = []
     for (_, _, text), fs in zip(fields, findings, strict=True):
@@ -252,7 +256,7 @@ def run(store: Store, cfg: RedactConfig | None = None) -> RedactStats:
     ).fetchall()
     store.con.unregister("_todo")
     traces = [(tid, orjson.loads(m), orjson.loads(t) if t else None) for tid, m, t in rows]
-    all_fields = [_fields(m, t) for _, m, t in traces]
+    all_fields = [scanned_fields(m, t) for _, m, t in traces]
     texts = [text for fs in all_fields for _, _, text in fs]
     stats.texts, stats.distinct_texts = len(texts), len(set(texts))
     findings = analyze_texts(texts, cfg)
@@ -262,7 +266,7 @@ def run(store: Store, cfg: RedactConfig | None = None) -> RedactStats:
         mine = findings[pos : pos + len(fs)]
         pos += len(fs)
         try:
-            new_messages, new_tools, found = redact_trace(messages, tools, mine, cfg)
+            new_messages, new_tools, found = redact_trace(messages, tools, fs, mine, cfg)
         except (ValueError, KeyError, IndexError, TypeError, orjson.JSONDecodeError) as exc:
             failures.append((tid, "redact_error", f"{type(exc).__name__}: {exc}"))
             continue

@@ -81,9 +81,9 @@ def test_placeholders_are_consistent_within_a_trace():
             "tool_calls": [{"name": "notify", "arguments": '{"to": "maria@example.com"}'}],
         },
     ]
-    fields = redact._fields(messages, None)
+    fields = redact.scanned_fields(messages, None)
     findings = [[("PERSON", 5, 17, 0.85, "SpacyRecognizer"), ("EMAIL_ADDRESS", 19, 36, 1.0, "EmailRecognizer")], [], []]
-    out, _, found = redact.redact_trace(messages, None, findings[: len(fields)], CFG)
+    out, _, found = redact.redact_trace(messages, None, fields, findings[: len(fields)], CFG)
     assert out[0]["content"] == "I am <PERSON_1> (<EMAIL_ADDRESS_1>). <PERSON_1> again."
     assert out[1]["content"] == "Thanks <PERSON_1>, we wrote to <EMAIL_ADDRESS_1>."
     assert out[1]["tool_calls"][0]["arguments"] == '{"to": "<EMAIL_ADDRESS_1>"}'
