@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 Role = Literal["system", "user", "assistant", "tool"]
 ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
@@ -60,7 +59,7 @@ class Trace(BaseModel):
     content_hash: str
     session_id: str | None = None
     user_id: str | None = None
-    created_at: datetime | None = None
+    created_at: AwareDatetime | None = None  # a naive timestamp is refused: traces store UTC instants
     model: str | None = None
     tags: list[str] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -72,12 +71,6 @@ class Trace(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     feedback: list[Feedback] = Field(default_factory=list)
 
-    @field_validator("created_at")
-    @classmethod
-    def _utc(cls, v: datetime | None) -> datetime | None:
-        if v is not None and v.tzinfo is None:
-            raise ValueError("timestamp has no time zone; traces store UTC instants")
-        return v
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:
