@@ -72,7 +72,6 @@ class Trace(BaseModel):
     feedback: list[Feedback] = Field(default_factory=list)
 
 
-
 def field_path(loc: tuple[int | str, ...]) -> str:
     """Render a pydantic error location as `messages[2].tool_calls[0].name`."""
     out = ""
