@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from curation.fields import exported_fields
+
 Hit = tuple[str, int, int]  # (entity type, start, end)
 
 
@@ -86,11 +88,7 @@ def scan(text: str) -> list[Hit]:
 
 def scan_messages(messages: list[dict[str, Any]], tools: Any = None) -> list[Hit]:
     """Findings in everything of a trace that an export writes: contents, names, tool calls, tools."""
-    texts = [m.get("content", "") for m in messages] + [m.get("name") or "" for m in messages]
-    texts += [c.get("arguments", "") for m in messages for c in m.get("tool_calls") or []]
-    if tools:
-        texts.append(orjson.dumps(tools).decode())
-    return [h for t in texts if t for h in scan(t)]
+    return [h for _, _, text in exported_fields(messages, tools) if text for h in scan(text)]
 
 
 class LeakError(RuntimeError):

@@ -89,14 +89,22 @@ _SIGNOFF = re.compile(
 )
 
 
-class SecretRecognizer(EntityRecognizer):
-    """API keys, tokens, private keys and values assigned to password/api_key/token names."""
+class _RegexRecognizer(EntityRecognizer):
+    """A recognizer of one entity type found by plain regexes (nothing to load)."""
+
+    entity = ""
 
     def __init__(self) -> None:
-        super().__init__(supported_entities=["SECRET"], name="SecretRecognizer", supported_language="en")
+        super().__init__(supported_entities=[self.entity], name=type(self).__name__, supported_language="en")
 
     def load(self) -> None:
         return None
+
+
+class SecretRecognizer(_RegexRecognizer):
+    """API keys, tokens, private keys and values assigned to password/api_key/token names."""
+
+    entity = "SECRET"
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None) -> list[Any]:
         out = []
@@ -107,17 +115,12 @@ class SecretRecognizer(EntityRecognizer):
         return out
 
 
-class IbanChecksumRecognizer(EntityRecognizer):
+class IbanChecksumRecognizer(_RegexRecognizer):
     """IBANs in 4-character groups with a valid ISO 7064 mod-97 checksum, whatever the country
     (presidio's own recognizer misses some valid ones, e.g. Spanish IBANs)."""
 
+    entity = "IBAN_CODE"
     _PATTERN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
-
-    def __init__(self) -> None:
-        super().__init__(supported_entities=["IBAN_CODE"], name="IbanChecksumRecognizer", supported_language="en")
-
-    def load(self) -> None:
-        return None
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None) -> list[Any]:
         return [
@@ -127,14 +130,10 @@ class IbanChecksumRecognizer(EntityRecognizer):
         ]
 
 
-class SignatureNameRecognizer(EntityRecognizer):
+class SignatureNameRecognizer(_RegexRecognizer):
     """The name under an e-mail sign-off ("Best regards,\\nMaria Garcia"), which small NER models miss."""
 
-    def __init__(self) -> None:
-        super().__init__(supported_entities=["PERSON"], name="SignatureNameRecognizer", supported_language="en")
-
-    def load(self) -> None:
-        return None
+    entity = "PERSON"
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None) -> list[Any]:
         return [_result(self, "PERSON", *m.span(1), 0.7, self.name) for m in _SIGNOFF.finditer(text)]

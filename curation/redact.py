@@ -18,6 +18,7 @@ import orjson
 import pyarrow as pa
 
 from curation import dedupe
+from curation.fields import exported_fields
 from curation.stats import StageStats
 from curation.store import Store
 from curation.workers import explained, spawn_pool
@@ -160,20 +161,6 @@ def _merge(findings: list[Finding]) -> list[Finding]:
     return out
 
 
-def scanned_fields(messages: list[dict[str, Any]], tools: Any) -> list[tuple[int, str, str]]:
-    """(message index, field name, text) of every scanned text of a trace; tools use index -1."""
-    out = []
-    for i, m in enumerate(messages):
-        out.append((i, "content", m.get("content", "")))
-        if m.get("name"):
-            out.append((i, "name", m["name"]))
-        for j, c in enumerate(m.get("tool_calls") or []):
-            out.append((i, f"tool_calls[{j}].arguments", c.get("arguments", "")))
-    if tools:
-        out.append((-1, "tools", orjson.dumps(tools).decode()))
-    return out
-
-
 def redact_trace(
     messages: list[dict[str, Any]],
     tools: Any,
@@ -181,7 +168,7 @@ def redact_trace(
     findings: list[list[Finding]],
     cfg: RedactConfig,
 ) -> tuple[list[dict[str, Any]], Any, list[tuple[Any, ...]]]:
-    """Apply findings (one list per entry of `fields = scanned_fields(messages, tools)`) to a trace.
+    """Apply findings (one list per entry of `fields = exported_fields(messages, tools)`) to a trace.
     Returns the redacted messages and tools, and redaction rows (message index, field, entity, start,
     end, score, recognizer, placeholder)."""
     allow = {a.casefold() for a in cfg.allowlist}
@@ -256,7 +243,7 @@ def run(store: Store, cfg: RedactConfig | None = None) -> RedactStats:
     ).fetchall()
     store.con.unregister("_todo")
     traces = [(tid, orjson.loads(m), orjson.loads(t) if t else None) for tid, m, t in rows]
-    all_fields = [scanned_fields(m, t) for _, m, t in traces]
+    all_fields = [exported_fields(m, t) for _, m, t in traces]
     texts = [text for fs in all_fields for _, _, text in fs]
     stats.texts, stats.distinct_texts = len(texts), len(set(texts))
     findings = analyze_texts(texts, cfg)

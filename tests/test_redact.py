@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from curation import curate, dedupe, redact
+from curation.fields import exported_fields
 from curation.ingest.run import ingest
 from curation.leakgate import LeakError
 from schemas.config import Config, RedactConfig, load_config
@@ -81,7 +82,7 @@ def test_placeholders_are_consistent_within_a_trace():
             "tool_calls": [{"name": "notify", "arguments": '{"to": "maria@example.com"}'}],
         },
     ]
-    fields = redact.scanned_fields(messages, None)
+    fields = exported_fields(messages, None)
     findings = [[("PERSON", 5, 17, 0.85, "SpacyRecognizer"), ("EMAIL_ADDRESS", 19, 36, 1.0, "EmailRecognizer")], [], []]
     out, _, found = redact.redact_trace(messages, None, fields, findings[: len(fields)], CFG)
     assert out[0]["content"] == "I am <PERSON_1> (<EMAIL_ADDRESS_1>). <PERSON_1> again."
