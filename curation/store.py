@@ -106,6 +106,39 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         ALTER TABLE quarantine ADD COLUMN trace_id VARCHAR;
     """,
     ),
+    (
+        3,
+        "decisions, splits, dataset_versions",
+        """
+        CREATE TABLE decisions (
+            trace_id VARCHAR PRIMARY KEY,
+            stage VARCHAR NOT NULL,
+            verdict VARCHAR NOT NULL,
+            reason VARCHAR,
+            detail JSON,
+            version INTEGER,
+            config_hash VARCHAR NOT NULL,
+            decided_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+        );
+        CREATE TABLE splits (
+            trace_id VARCHAR PRIMARY KEY,
+            split VARCHAR NOT NULL,
+            group_key VARCHAR NOT NULL,
+            first_version INTEGER
+        );
+        CREATE TABLE dataset_versions (
+            version INTEGER PRIMARY KEY,
+            parent_version INTEGER,
+            created_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+            content_hash VARCHAR NOT NULL,
+            config_hash VARCHAR NOT NULL,
+            path VARCHAR NOT NULL,
+            train_rows INTEGER NOT NULL,
+            holdout_rows INTEGER NOT NULL,
+            manifest JSON NOT NULL
+        );
+    """,
+    ),
 )
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schemas.trace import field_path
+from schemas.training import TrainConfig
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "data" / "tracetune.yaml"
 DEFAULT_DB = Path("data/tracetune.duckdb")  # relative to the working directory, like --db
@@ -98,12 +100,115 @@ class RedactConfig(_Section):
     leak_gate: bool = Field(default=True, description="independent high-precision scan of everything exported")
 
 
+REFUSAL_PATTERNS = [
+    r"\bI(?:'m| am) (?:sorry|afraid),? (?:but )?I (?:can(?:'|no)t|am unable to|won't)",
+    r"\bI (?:can(?:'|no)t|won't|am unable to) (?:help|assist|comply|provide|do that)",
+    r"\bAs an AI(?: language model)?,? I (?:can(?:'|no)t|don't|do not)",
+    r"\bI'm not able to (?:help|assist) with",
+]
+
+
+class FilterConfig(_Section):
+    """Quality rules: each drops a trace with one reason code (`tracetune rules` lists them)."""
+
+    disabled: list[str] = Field(default_factory=list, description="rule names to switch off")
+    max_turns: int = Field(default=64, ge=1, description="most messages in a conversation (too_many_turns)")
+    trailing_user: Literal["trim", "drop"] = Field(
+        default="trim", description="a conversation ending on a user/tool turn: trim it after the last assistant turn"
+    )
+    refusal_patterns: list[str] = Field(
+        default_factory=lambda: list(REFUSAL_PATTERNS), description="regexes (case-insensitive) marking a refusal"
+    )
+    min_feedback_score: float = Field(
+        default=0.5, description="a numeric feedback score below this drops the trace (thumbs down always does)"
+    )
+    tokenizer: str = Field(
+        default="base",
+        description="token counting: base (the embedded base model's tokenizer), approx, or a tokenizer.json / model dir",
+    )
+    min_tokens: int = Field(default=8, ge=0, description="fewest tokens in a conversation (too_short)")
+    max_tokens: int = Field(default=4096, ge=1, description="most tokens in a conversation (too_long)")
+    max_repetition: float = Field(
+        default=0.3, gt=0, le=1, description="share of repeated word n-grams in assistant text above which it loops"
+    )
+    repetition_ngram: int = Field(default=3, ge=1, le=10, description="n of the n-grams the repetition rule counts")
+    languages: list[str] = Field(
+        default=["en"], description="ISO 639-1 codes allowed for user/assistant text; empty = any language"
+    )
+    language_min_chars: int = Field(default=40, ge=0, description="shorter texts are not language-checked")
+    max_redacted_share: float = Field(
+        default=0.25, ge=0, le=1, description="share of redacted tokens (placeholders) above which a trace is dropped"
+    )
+    expect_json_schema: dict[str, Any] | str | None = Field(
+        default=None,
+        description="JSON schema (inline, or a file path) that the final assistant answer must parse and validate",
+    )
+    models: list[str] = Field(default_factory=list, description="keep only these models (glob patterns)")
+    exclude_models: list[str] = Field(default_factory=list, description="drop these models (glob patterns)")
+    tags: list[str] = Field(default_factory=list, description="keep only traces with at least one of these tags")
+    exclude_tags: list[str] = Field(default_factory=list, description="drop traces with any of these tags")
+    app_versions: list[str] = Field(
+        default_factory=list, description="keep only these metadata.app_version values (glob patterns)"
+    )
+    date_from: AwareDatetime | None = Field(default=None, description="keep traces created at or after this instant")
+    date_to: AwareDatetime | None = Field(default=None, description="keep traces created before this instant")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="keep only traces whose metadata has these values")
+
+    @model_validator(mode="after")
+    def _patterns_compile(self) -> FilterConfig:
+        for pattern in self.refusal_patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"refusal_patterns: {pattern!r} is not a valid regex: {exc}") from None
+        return self
+
+
+class SplitConfig(_Section):
+    """Group-aware, stable train/holdout split and its leakage check."""
+
+    holdout_fraction: float = Field(default=0.1, gt=0, lt=1, description="share of groups in holdout")
+    min_holdout: int = Field(default=10, ge=0, description="fewest holdout rows (when there are enough groups)")
+    max_holdout: int = Field(default=2000, ge=1, description="most holdout rows")
+    stratify_tag: str | None = Field(
+        default=None, description="tag prefix to stratify by (e.g. 'category:'), so each value keeps its share"
+    )
+    seed: str = Field(default="tracetune", description="salt of the group hash")
+    near_threshold: float = Field(
+        default=0.7, gt=0, lt=1, description="MinHash Jaccard at which a train/holdout pair counts as a leak"
+    )
+
+
+class ExportConfig(_Section):
+    """The train/holdout files: format, system prompt, row validation."""
+
+    format: Literal["chat", "prompt_completion"] = Field(
+        default="chat", description="OpenAI chat fine-tuning rows, or legacy prompt/completion rows"
+    )
+    system_prompt: Literal["keep", "drop", "replace"] = Field(
+        default="keep", description="keep the production system prompt, drop it, or replace it with system_prompt_text"
+    )
+    system_prompt_text: str | None = Field(default=None, description="the short prompt used by system_prompt: replace")
+    max_row_tokens: int = Field(default=4096, ge=1, description="rows over this many tokens fail validation")
+    name: str = Field(default="tracetune", description="dataset name in the manifest and dataset card")
+
+    @model_validator(mode="after")
+    def _replacement_given(self) -> ExportConfig:
+        if self.system_prompt == "replace" and not (self.system_prompt_text or "").strip():
+            raise ValueError("system_prompt: replace needs system_prompt_text (the short prompt)")
+        return self
+
+
 class Config(_Section):
     """Top-level configuration; each stage reads its own section."""
 
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
     redact: RedactConfig = Field(default_factory=RedactConfig)
+    filter: FilterConfig = Field(default_factory=FilterConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
 
 
 class ConfigError(ValueError):
