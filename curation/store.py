@@ -139,6 +139,34 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
     """,
     ),
+    (
+        4,
+        "training_runs",
+        """
+        CREATE TABLE training_runs (
+            run_id VARCHAR PRIMARY KEY,
+            adapter_dir VARCHAR NOT NULL,
+            dataset_path VARCHAR NOT NULL,
+            dataset_version INTEGER,
+            manifest_sha256 VARCHAR NOT NULL,
+            train_trace_ids_sha256 VARCHAR,
+            base_model_id VARCHAR NOT NULL,
+            base_model_hash VARCHAR NOT NULL,
+            config_hash VARCHAR NOT NULL,
+            device VARCHAR NOT NULL,
+            steps INTEGER NOT NULL,
+            trained_tokens BIGINT,
+            tokens_per_s DOUBLE,
+            wall_seconds DOUBLE,
+            train_loss DOUBLE,
+            eval_loss DOUBLE,
+            eval_token_accuracy DOUBLE,
+            started_at TIMESTAMPTZ NOT NULL,
+            finished_at TIMESTAMPTZ NOT NULL,
+            run JSON NOT NULL
+        );
+    """,
+    ),
 )
 
 
