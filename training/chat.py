@@ -73,8 +73,10 @@ def _tool_call_text(call: dict[str, Any]) -> str:
         args_obj = json.loads(args) if isinstance(args, str) else args
     except json.JSONDecodeError:
         args_obj = args
-    return "<tool_call>\n" + json.dumps({"name": fn.get("name"), "arguments": args_obj}, ensure_ascii=False) + (
-        "\n</tool_call>"
+    return (
+        "<tool_call>\n"
+        + json.dumps({"name": fn.get("name"), "arguments": args_obj}, ensure_ascii=False)
+        + ("\n</tool_call>")
     )
 
 
@@ -89,7 +91,12 @@ def prepare_messages(
         raise RowError(f"{where}: not a JSON object")
     if "messages" not in row:
         if "prompt" in row and "completion" in row:
-            row = {"messages": [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["completion"]}]}
+            row = {
+                "messages": [
+                    {"role": "user", "content": row["prompt"]},
+                    {"role": "assistant", "content": row["completion"]},
+                ]
+            }
         else:
             raise RowError(f"{where}: no 'messages' key (nor legacy 'prompt'/'completion')")
     msgs = row["messages"]
@@ -189,9 +196,7 @@ def char_spans(
     return full, spans
 
 
-def encode_row(
-    tokenizer: Any, row: dict[str, Any], max_length: int | None = None, where: str = "row"
-) -> Encoded:
+def encode_row(tokenizer: Any, row: dict[str, Any], max_length: int | None = None, where: str = "row") -> Encoded:
     """Tokenize one row with labels only on trainable assistant spans; truncates to `max_length` (keep start)."""
     messages, tools, flags = prepare_messages(row, tokenizer, where)
     text, spans = char_spans(tokenizer, messages, tools, flags, where)

@@ -27,7 +27,7 @@ import orjson
 from schemas.config import Config, config_hash, load_config
 from schemas.dataset import TRACE_IDS, DatasetError, load_manifest, sha256_file
 from schemas.training import TrainConfig
-from training.chat import Encoded, EncodeStats, encode_rows
+from training.chat import Encoded, EncodeStats, RowError, encode_rows
 from training.model import ModelError, load_tokenizer, resolve_base
 
 RUN_FILE = "training_run.json"
@@ -157,7 +157,7 @@ def sft_config(tc: TrainConfig, out: Path, device: str, has_eval: bool) -> Any:
         bf16=bf16,
         fp16=False,
         use_cpu=device == "cpu",
-        gradient_checkpointing=gc,
+        activation_checkpointing=gc,
         eval_strategy="steps" if has_eval else "no",
         eval_steps=tc.eval_steps or never,
         save_strategy="steps",
@@ -271,10 +271,13 @@ def train(
         tokenizer = load_tokenizer(ref.path)
     except ModelError as exc:
         raise TrainError(str(exc)) from None
-    train_enc, train_stats = encode_rows(tokenizer, train_rows, tc.max_length, "train.jsonl")
     if tc.eval_rows:
         holdout_rows = holdout_rows[: tc.eval_rows]
-    eval_enc, eval_stats = encode_rows(tokenizer, holdout_rows, tc.max_length, "holdout.jsonl")
+    try:
+        train_enc, train_stats = encode_rows(tokenizer, train_rows, tc.max_length, "train.jsonl")
+        eval_enc, eval_stats = encode_rows(tokenizer, holdout_rows, tc.max_length, "holdout.jsonl")
+    except RowError as exc:
+        raise TrainError(str(exc)) from None
     if not train_enc:
         raise TrainError(
             f"train.jsonl: none of {train_stats.rows} rows has a trainable assistant token "
@@ -338,7 +341,7 @@ def train(
             "threads": torch.get_num_threads(),
             "dtype": "bf16" if args.bf16 else "fp32",
             "quantization": tc.quantization,
-            "gradient_checkpointing": bool(args.gradient_checkpointing),
+            "gradient_checkpointing": bool(args.activation_checkpointing),
         },
         "steps": int(trainer.state.global_step),
         "resumed_from": str(resume_from) if resume_from else None,
@@ -379,11 +382,12 @@ def _load_model(path: Path, tc: TrainConfig, device: str) -> Any:
         kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     if tc.quantization == "4bit":
         try:
-            from transformers import BitsAndBytesConfig
-
             import bitsandbytes  # noqa: F401
+            from transformers import BitsAndBytesConfig
         except ImportError:
-            raise TrainError("train.quantization: 4bit needs the bitsandbytes package (pip install bitsandbytes)") from None
+            raise TrainError(
+                "train.quantization: 4bit needs the bitsandbytes package (pip install bitsandbytes)"
+            ) from None
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
@@ -443,7 +447,7 @@ def record_run(store: Any, run: dict[str, Any]) -> None:
             run["eval_token_accuracy"],
             run["started_at"],
             run["finished_at"],
-            json.dumps({k: v for k, v in run.items() if k != "curve"} | {"curve": run["curve"]}, default=str),
+            json.dumps(run, default=str),
         ],
     )
 
