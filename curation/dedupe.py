@@ -250,6 +250,26 @@ def _signatures(store: Store, traces: list[_Trace], cfg: DedupeConfig) -> tuple[
     return sig, len(missing)
 
 
+def signatures_for(store: Store, trace_ids: list[str], cfg: DedupeConfig) -> np.ndarray:
+    """MinHash signatures (one row per id, in order) of stored traces: stored ones reused,
+    missing ones computed from the traces' messages and stored."""
+    stored = {
+        r[0]
+        for r in store.con.execute("SELECT trace_id FROM dup_signatures WHERE params = ?", [_params(cfg)]).fetchall()
+    }
+    need = [t for t in trace_ids if t not in stored]
+    texts: dict[str, str] = {}
+    if need:
+        store.con.register("_need", pa.table({"trace_id": need}))
+        for tid, messages in store.con.execute(
+            "SELECT trace_id, messages FROM traces WHERE trace_id IN (SELECT trace_id FROM _need)"
+        ).fetchall():
+            texts[tid] = shingle_text(orjson.loads(messages), cfg)
+        store.con.unregister("_need")
+    traces = [_Trace(t, "", [], texts.get(t, ""), 0, 0, 0.0, 0.0) for t in trace_ids]
+    return _signatures(store, traces, cfg)[0]
+
+
 def _near(
     store: Store, traces: list[_Trace], cfg: DedupeConfig, key: Callable[[_Trace], Any], stats: DedupeStats
 ) -> list[_Trace]:

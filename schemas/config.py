@@ -124,7 +124,7 @@ class FilterConfig(_Section):
     )
     tokenizer: str = Field(
         default="base",
-        description="token counting: base (the embedded base model's tokenizer), approx, or a tokenizer.json / model dir",
+        description="token counting: base (the embedded model's tokenizer), approx, or a tokenizer.json / model dir",
     )
     min_tokens: int = Field(default=8, ge=0, description="fewest tokens in a conversation (too_short)")
     max_tokens: int = Field(default=4096, ge=1, description="most tokens in a conversation (too_long)")
@@ -152,7 +152,7 @@ class FilterConfig(_Section):
     )
     date_from: AwareDatetime | None = Field(default=None, description="keep traces created at or after this instant")
     date_to: AwareDatetime | None = Field(default=None, description="keep traces created before this instant")
-    metadata: dict[str, Any] = Field(default_factory=dict, description="keep only traces whose metadata has these values")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="keep only traces with these metadata values")
 
     @model_validator(mode="after")
     def _patterns_compile(self) -> FilterConfig:

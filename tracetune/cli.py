@@ -120,39 +120,55 @@ def ingest_cmd(
         _summary(stats, db)
 
 
-@app.command()
-def curate(db: DbOpt = DEFAULT_DB, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Curate the ingested traces: dedupe (exact, prefix chains, MinHash near-duplicates), redact PII
-    and secrets with presidio, then run the leak gate over everything that would be exported.
+OutOpt = Annotated[
+    Path, typer.Option("--out", help="Dataset folder: versions go to OUT/v0001, ...; OUT/latest is the newest.")
+]
+DEFAULT_OUT = Path("data/dataset")
 
-    A leak-gate hit stops the run with the trace ids and entity types (exit 3)."""
-    summary = _run_curate(db, config)
+
+@app.command()
+def curate(
+    db: DbOpt = DEFAULT_DB, config: ConfigOpt = None, out: OutOpt = DEFAULT_OUT, as_json: JsonOpt = False
+) -> None:
+    """Curate the ingested traces into a dataset version: dedupe (exact, prefix chains, MinHash
+    near-duplicates), redact PII and secrets with presidio, run the leak gate, apply the quality
+    rules (`tracetune rules`), check every row against OpenAI's fine-tuning format, split
+    train/holdout by session/user/duplicate cluster (a trace once in holdout stays there) and
+    check the split for leakage.
+
+    Writes OUT/vNNNN/{train,holdout}.jsonl, trace_ids.json, manifest.json, README.md (dataset
+    card), report.html and report.json, only when the rows changed since the latest version.
+    A leak-gate hit (exit 3) or a train/holdout leak (exit 4) stops the run with the trace ids."""
+    summary = _run_curate(db, config, out)
     if as_json:
         sys.stdout.write(json.dumps({"db": str(db), **summary}) + "\n")
     else:
         _curate_summary(summary)
 
 
-def _run_curate(db: Path, config: Path | None) -> dict[str, Any]:
+def _run_curate(db: Path, config: Path | None, out: Path | None) -> dict[str, Any]:
     from curation import curate as curate_lib
     from curation.leakgate import LeakError
+    from curation.split import LeakageError
     from curation.store import Store, StoreError
     from curation.workers import WorkerError
 
     try:
         cfg = load_config(config)
-        with Store(db) as store, err.status("curating: dedupe, redact, leak gate..."):
-            return curate_lib.run(store, cfg)
+        with Store(db) as store, err.status("curating: dedupe, redact, leak gate, rules, split, export..."):
+            return curate_lib.run(store, cfg, out)
     except LeakError as exc:
         _fail(str(exc), code=3)
-    except (StoreError, ConfigError, ValueError, WorkerError) as exc:
+    except LeakageError as exc:
+        _fail(str(exc), code=4)
+    except (StoreError, ConfigError, ValueError, WorkerError, OSError) as exc:
         _fail(str(exc))
     raise AssertionError("unreachable")
 
 
 def _curate_summary(summary: dict[str, Any]) -> None:
     out = Console(emoji=False)
-    d, r = summary["dedupe"], summary["redact"]
+    d, r, f = summary["dedupe"], summary["redact"], summary["filter"]
     t = Table(title="curation", header_style="bold")
     for col in ("stage", "in", "kept", "dropped / found", "seconds"):
         t.add_column(col, justify="left" if col == "stage" else "right")
@@ -172,7 +188,124 @@ def _curate_summary(summary: dict[str, Any]) -> None:
         t.add_row(
             "leak gate", str(summary["leak_gate"]["checked"]), str(summary["leak_gate"]["checked"]), "0 leaks", ""
         )
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(f["reasons"].items(), key=lambda kv: -kv[1]))
+    t.add_row("filter", str(f["traces"]), str(f["kept"]), reasons or "-", f"{f['seconds']:.1f}")
+    x = summary["export_checks"]
+    bad = ", ".join(f"{k} {v}" for k, v in x["reasons"].items())
+    t.add_row("export checks", str(x["rows"]), str(x["valid"]), bad or "-", "")
+    s = summary["split"]
+    t.add_row(
+        "split",
+        str(s["train"] + s["holdout"]),
+        f"{s['train']} / {s['holdout']}",
+        f"train / holdout; {s['sticky']} kept their side; leakage check passed",
+        f"{s['seconds']:.1f}",
+    )
     out.print(t)
+    if "dataset" in summary:
+        ds = summary["dataset"]
+        what = "new version" if ds["changed"] else "unchanged, still version"
+        out.print(f"dataset: {what} {ds['version']} at {ds['path']} (report.html there)")
+
+
+@app.command()
+def rules(as_json: JsonOpt = False) -> None:
+    """List the quality rules in the order they run, with their reason codes, config keys
+    (section `filter:`) and defaults. The first rule that drops a trace gives its reason."""
+    from curation.filters import RULES
+    from schemas.config import FilterConfig
+
+    defaults = FilterConfig().model_dump(mode="json")
+    rows = [
+        {
+            "rule": r.name,
+            "group": r.group,
+            "reasons": list(r.reasons),
+            "keys": {k: defaults[k] for k in r.keys},
+            "description": r.description,
+        }
+        for r in RULES
+    ]
+    if as_json:
+        sys.stdout.write(json.dumps({"rules": rows, "disabled_by_key": "filter.disabled"}) + "\n")
+        return
+    t = Table(title="quality rules (config section filter:)", header_style="bold", show_lines=True)
+    for col in ("rule", "group", "reason codes", "config keys = default", "what it drops"):
+        t.add_column(col)
+    for row in rows:
+        keys = "\n".join(f"{k} = {json.dumps(v)[:60]}" for k, v in row["keys"].items()) or "-"
+        t.add_row(row["rule"], row["group"], "\n".join(row["reasons"]), escape(keys), row["description"])
+    Console(emoji=False).print(t)
+    Console(emoji=False).print("Switch a rule off with filter.disabled: [name, ...].")
+
+
+@app.command()
+def train(
+    dataset: Annotated[Path, typer.Option("--dataset", help="Dataset version folder, or a dataset root (its latest).")],
+    config: ConfigOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Adapter folder (default: <dataset>/adapter).")] = None,
+    base: Annotated[str | None, typer.Option("--base", help="Base model: folder, .gguf or hub id.")] = None,
+    db: Annotated[Path | None, typer.Option("--db", help="Record the run in this DuckDB store.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in --out.")] = False,
+    merge: Annotated[bool, typer.Option("--merge", help="Also write base+adapter merged into <out>/merged.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """LoRA SFT of the base model (default: embedded SmolLM2-135M-Instruct) on a dataset version.
+
+    Loss only on assistant turns whose weight is not 0; settings from the config's train: section.
+    Writes the PEFT adapter, tokenizer and training_run.json (lineage, metrics curve, tokens/s)."""
+    from schemas.dataset import DatasetError
+    from training.model import ModelError
+    from training.sft import TrainError
+    from training.sft import train as train_lib
+
+    bar = Progress(
+        TextColumn("training"),
+        BarColumn(),
+        TextColumn("step {task.completed}/{task.total} loss {task.fields[loss]} {task.fields[tps]} tok/s"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+    task = bar.add_task("train", total=None, loss="-", tps="-")
+
+    def progress(p: dict[str, Any]) -> None:
+        loss = f"{p['loss']:.3f}" if p["loss"] is not None else "-"
+        bar.update(task, completed=p["step"], total=p["max_steps"], loss=loss, tps=f"{p['tokens_per_s']:.0f}")
+
+    try:
+        cfg = load_config(config)
+        target = out or Path(dataset) / "adapter"
+        with bar:
+            result = train_lib(dataset, target, cfg, base=base, db=db, resume=resume, merge=merge, progress=progress)
+    except (TrainError, DatasetError, ModelError, ConfigError) as exc:
+        _fail(str(exc))
+        raise AssertionError from exc
+    r = result.run
+    summary = {
+        "adapter": str(result.adapter_dir),
+        "merged": r.get("merged_dir"),
+        "steps": r["steps"],
+        "train_loss": r["train_loss"],
+        "eval_loss": r["eval_loss"],
+        "eval_token_accuracy": r["eval_token_accuracy"],
+        "tokens_per_s": r["tokens_per_s"],
+        "wall_seconds": r["wall_seconds"],
+        "device": r["device"]["type"],
+        "rows": r["rows"],
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+        return
+    rows = r["rows"]["train"]
+    Console(emoji=False).print(
+        f"[bold]adapter[/] {escape(str(result.adapter_dir))}: {r['steps']} steps on {r['device']['type']} in "
+        f"{r['wall_seconds']:.0f}s ({r['tokens_per_s'] or 0:.0f} tok/s); train loss {r['train_loss']:.3f}, "
+        f"eval loss {r['eval_loss'] if r['eval_loss'] is None else round(r['eval_loss'], 3)}; "
+        f"rows {rows['kept']}/{rows['rows']} (truncated {rows['truncated']}, dropped: cut off "
+        f"{rows['dropped_truncated']}, nothing to learn {rows['no_trainable']})"
+    )
 
 
 @app.command()
@@ -210,11 +343,11 @@ def quarantine(
 @app.command()
 def demo(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
     """Run the main job on the embedded sample traces (data/samples): ingest, then curate (dedupe,
-    redact, leak gate) with the default config."""
+    redact, leak gate, rules, split, export) into data/dataset with the default config."""
     from curation.store import Store
 
     stats = _run_ingest([SAMPLES], db, "auto", None, quiet=False)
-    summary = _run_curate(db, None)
+    summary = _run_curate(db, None, DEFAULT_OUT)
     if as_json:
         sys.stdout.write(json.dumps({"db": str(db), "ingest": stats.as_dict(), **summary}) + "\n")
         return

@@ -1,0 +1,211 @@
+"""Train/holdout split: group-aware, deterministic, stable across dataset versions, leak-checked.
+
+A trace's group key is its session, else its user, else its duplicate cluster, else itself.
+Traces are joined into components by group key and by near-duplicate pairs (MinHash at
+`split.near_threshold`), and whole components go to one side. A trace assigned by an earlier run
+keeps its side (`splits` table), so successive adapters are evaluated on comparable holdouts; new
+components take the side of an already assigned member, else are assigned by a salted hash with a
+holdout quota per stratum. The leakage check then verifies that no group, duplicate cluster or
+near-duplicate pair spans both sides."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from curation import minhash
+from curation.stats import StageStats
+from schemas.config import SplitConfig
+
+TRAIN, HOLDOUT = "train", "holdout"
+
+
+@dataclass
+class Member:
+    """What the split needs of a kept trace."""
+
+    trace_id: str
+    session_id: str | None = None
+    user_id: str | None = None
+    cluster_id: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+    @property
+    def group_key(self) -> str:
+        if self.session_id:
+            return f"session:{self.session_id}"
+        if self.user_id:
+            return f"user:{self.user_id}"
+        if self.cluster_id:
+            return f"cluster:{self.cluster_id}"
+        return f"trace:{self.trace_id}"
+
+
+class LeakageError(RuntimeError):
+    """Train and holdout share a group, a duplicate cluster or a near-duplicate pair."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        shown = "; ".join(problems[:10]) + (f"; ... {len(problems) - 10} more" if len(problems) > 10 else "")
+        super().__init__(f"train/holdout leakage ({len(problems)}): {shown}")
+
+
+@dataclass
+class SplitStats(StageStats):
+    """Counts of one split: rows and groups per side, traces that kept an earlier side."""
+
+    train: int = 0
+    holdout: int = 0
+    groups_train: int = 0
+    groups_holdout: int = 0
+    sticky: int = 0
+    near_pairs: int = 0
+    cross_pairs: int = 0
+    strata: dict[str, dict[str, int]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def group_hash(key: str, seed: str) -> float:
+    """Deterministic position of a group in [0, 1) (sha256 of seed and key)."""
+    digest = hashlib.sha256(f"{seed}\0{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def near_pairs(signatures: np.ndarray, threshold: float) -> np.ndarray:
+    """Index pairs whose estimated Jaccard similarity reaches `threshold` (LSH + signature check)."""
+    if len(signatures) < 2:
+        return np.empty((0, 2), dtype=np.int64)
+    bands, rows = minhash.optimal_bands(threshold, signatures.shape[1], verified=True)
+    pairs = minhash.candidate_pairs(signatures, bands, rows)
+    sim = minhash.estimated_jaccard(signatures, pairs)
+    return pairs[sim >= threshold]
+
+
+def assign(
+    members: list[Member],
+    cfg: SplitConfig,
+    previous: dict[str, str],
+    signatures: np.ndarray | None = None,
+) -> tuple[dict[str, str], SplitStats]:
+    """Side of every member. `previous` maps trace ids to their side in earlier versions;
+    `signatures` (one MinHash row per member) adds near-duplicate pairs to the grouping."""
+    started = time.perf_counter()
+    stats = SplitStats()
+    n = len(members)
+    uf = _UnionFind(n)
+    first_of: dict[str, int] = {}
+    for i, m in enumerate(members):
+        uf.union(first_of.setdefault(m.group_key, i), i)
+    pairs = near_pairs(signatures, cfg.near_threshold) if signatures is not None else np.empty((0, 2), np.int64)
+    stats.near_pairs = len(pairs)
+    for a, b in pairs.tolist():
+        uf.union(a, b)
+    components: dict[int, list[int]] = defaultdict(list)
+    for i in range(n):
+        components[uf.find(i)].append(i)
+
+    side: dict[int, str] = {}
+    fresh: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    holdout_in: Counter[str] = Counter()
+    total_in: Counter[str] = Counter()
+    for root, idx in components.items():
+        stratum = _stratum(members, idx, cfg.stratify_tag)
+        total_in[stratum] += 1
+        earlier = [previous[members[i].trace_id] for i in idx if members[i].trace_id in previous]
+        if earlier:
+            side[root] = HOLDOUT if HOLDOUT in earlier else TRAIN  # a mixed component is caught by check()
+            holdout_in[stratum] += side[root] == HOLDOUT
+        else:
+            key = min(members[i].group_key for i in idx)
+            fresh[stratum].append((group_hash(key, cfg.seed), root))
+    chosen: list[tuple[float, int]] = []
+    rest: list[tuple[float, int]] = []
+    for stratum, items in fresh.items():
+        items.sort()
+        quota = max(0, round(cfg.holdout_fraction * total_in[stratum]) - holdout_in[stratum])
+        chosen += items[:quota]
+        rest += items[quota:]
+    size = {root: len(idx) for root, idx in components.items()}
+    holdout_rows = sum(size[r] for r, s in side.items() if s == HOLDOUT) + sum(size[r] for _, r in chosen)
+    rest.sort()
+    while holdout_rows < cfg.min_holdout and len(rest) > 1:
+        h, root = rest.pop(0)
+        chosen.append((h, root))
+        holdout_rows += size[root]
+    chosen.sort()
+    while holdout_rows > cfg.max_holdout and chosen:
+        h, root = chosen.pop()
+        rest.append((h, root))
+        holdout_rows -= size[root]
+    for _, root in chosen:
+        side[root] = HOLDOUT
+    for _, root in rest:
+        side[root] = TRAIN
+
+    out: dict[str, str] = {}
+    for root, idx in components.items():
+        for i in idx:
+            out[members[i].trace_id] = side[root]
+        stats.groups_train += side[root] == TRAIN
+        stats.groups_holdout += side[root] == HOLDOUT
+        stratum = _stratum(members, idx, cfg.stratify_tag)
+        if cfg.stratify_tag:
+            stats.strata.setdefault(stratum, {TRAIN: 0, HOLDOUT: 0})[side[root]] += len(idx)
+    stats.sticky = sum(1 for m in members if m.trace_id in previous)
+    stats.train = sum(1 for s in out.values() if s == TRAIN)
+    stats.holdout = n - stats.train
+    stats.seconds = time.perf_counter() - started
+    return out, stats
+
+
+def _stratum(members: list[Member], idx: list[int], prefix: str | None) -> str:
+    if not prefix:
+        return ""
+    values = sorted({t for i in idx for t in members[i].tags if t.startswith(prefix)})
+    return values[0] if values else f"{prefix}(none)"
+
+
+def check(members: list[Member], sides: dict[str, str], signatures: np.ndarray | None, threshold: float) -> int:
+    """Raise LeakageError when a group key, a duplicate cluster or a near-duplicate pair (estimated
+    Jaccard >= threshold) spans train and holdout; returns the number of near pairs checked."""
+    problems: list[str] = []
+    for attr in ("group_key", "cluster_id"):
+        seen: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+        for m in members:
+            value = getattr(m, attr)
+            if value:
+                seen[value][sides[m.trace_id]].append(m.trace_id)
+        for value, by_side in sorted(seen.items()):
+            if len(by_side) > 1:
+                problems.append(
+                    f"{attr} {value} in train ({', '.join(by_side[TRAIN][:3])}) "
+                    f"and holdout ({', '.join(by_side[HOLDOUT][:3])})"
+                )
+    pairs = near_pairs(signatures, threshold) if signatures is not None else np.empty((0, 2), np.int64)
+    for a, b in pairs.tolist():
+        ta, tb = members[a].trace_id, members[b].trace_id
+        if sides[ta] != sides[tb]:
+            problems.append(f"near-duplicate pair {ta} ({sides[ta]}) ~ {tb} ({sides[tb]})")
+    if problems:
+        raise LeakageError(problems)
+    return len(pairs)
