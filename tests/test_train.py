@@ -442,3 +442,50 @@ def test_embedded_model_trains_a_few_steps(tmp_path) -> None:
     res = train(data, tmp_path / "adapter", Config(train=TrainConfig(max_steps=3, batch_size=4, logging_steps=1)))
     assert res.run["steps"] == 3 and res.run["base_model"]["id"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert res.run["eval_loss"] is not None and (res.adapter_dir / "adapter_model.safetensors").is_file()
+
+
+# ---- CLI and flow ---------------------------------------------------------------------------------------------------
+
+
+def _yaml(tmp_path: Path, base: Path, **kw: Any) -> Path:
+    import yaml
+
+    settings = cfg(base, **kw).train.model_dump(mode="json")
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump({"train": settings}))
+    return p
+
+
+def test_cli_train_json_and_errors(tiny_base, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from tracetune.cli import app
+
+    data = write_dataset(tmp_path / "v0001", toy_rows(16), toy_rows(4))
+    runner = CliRunner()
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--dataset",
+            str(data),
+            "--config",
+            str(_yaml(tmp_path, tiny_base, max_steps=2)),
+            "--out",
+            str(tmp_path / "a"),
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout.strip())
+    assert summary["steps"] == 2 and Path(summary["adapter"]).is_dir() and summary["rows"]["train"]["kept"] == 16
+    bad = runner.invoke(app, ["train", "--dataset", str(tmp_path / "nope"), "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 2 and "dataset folder not found" in bad.stderr
+
+
+def test_train_flow_returns_adapter_path(prefect_server, tiny_base, tmp_path) -> None:
+    from flows.train import train_flow
+
+    data = write_dataset(tmp_path / "v0001", toy_rows(16), toy_rows(4))
+    path = train_flow(str(data), str(tmp_path / "a"), config=str(_yaml(tmp_path, tiny_base, max_steps=2)))
+    assert Path(path, "adapter_model.safetensors").is_file() and Path(path, "training_run.json").is_file()

@@ -292,6 +292,7 @@ def train(
     model = _load_model(ref.path, tc, device)
     check_target_modules(model, tc)
 
+    from transformers import PrinterCallback
     from trl import SFTTrainer
 
     curve: list[dict[str, Any]] = []
@@ -309,6 +310,7 @@ def train(
         callbacks=[tracker],
     )
     tracker.trainer = trainer
+    trainer.remove_callback(PrinterCallback)  # it prints every log dict on stdout, which `--json` owns
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     trainer.model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
