@@ -38,8 +38,9 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(default=8, ge=1, le=4096, description="rows per device batch")
     grad_accum: int = Field(default=1, ge=1, le=1024, description="batches per optimizer step")
     max_length: int = Field(
-        default=1024, ge=16, description="tokens per row; longer rows are truncated (counted), or dropped when "
-        "nothing trainable is left"
+        default=1024,
+        ge=16,
+        description="tokens per row; longer rows are truncated (counted), or dropped when nothing trainable is left",
     )
     packing: bool = Field(default=False, description="pack rows into max_length sequences (trl BFD packing)")
     seed: int = Field(default=42, ge=0, description="seed for LoRA init, shuffling and dropout")
