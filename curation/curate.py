@@ -129,7 +129,7 @@ def select(store: Store, cfg: Config) -> Selection:
     previous = dict(store.con.execute("SELECT trace_id, split FROM splits").fetchall())
     sides, sstats = split.assign(members, cfg.split, previous, sigs)
     started = time.perf_counter()
-    checked = split.check(members, sides, sigs, cfg.split.near_threshold)
+    checked = split.check(members, sides, sigs, cfg.split.near_threshold, previous)
     sel.summary["split"] = {
         **sstats.as_dict(),
         "leakage": {"near_pairs_checked": checked, "leaks": 0, "seconds": round(time.perf_counter() - started, 3)},

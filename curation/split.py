@@ -185,10 +185,22 @@ def _stratum(members: list[Member], idx: list[int], prefix: str | None) -> str:
     return values[0] if values else f"{prefix}(none)"
 
 
-def check(members: list[Member], sides: dict[str, str], signatures: np.ndarray | None, threshold: float) -> int:
+def check(
+    members: list[Member],
+    sides: dict[str, str],
+    signatures: np.ndarray | None,
+    threshold: float,
+    previous: dict[str, str] | None = None,
+) -> int:
     """Raise LeakageError when a group key, a duplicate cluster or a near-duplicate pair (estimated
-    Jaccard >= threshold) spans train and holdout; returns the number of near pairs checked."""
-    problems: list[str] = []
+    Jaccard >= threshold) spans train and holdout, or a trace changed side since an earlier version
+    (`previous`); returns the number of near pairs checked."""
+    problems: list[str] = [
+        f"{m.trace_id} was in {previous[m.trace_id]} in an earlier version, now in {sides[m.trace_id]} "
+        f"(its group {m.group_key} joins traces from both sides)"
+        for m in members
+        if previous and m.trace_id in previous and previous[m.trace_id] != sides[m.trace_id]
+    ]
     for attr in ("group_key", "cluster_id"):
         seen: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
         for m in members:
