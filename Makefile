@@ -21,7 +21,14 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(BIN)/tracetune demo
 
-test: $(STAMP)
+# Browser tests drive Debian's Chromium headless (Playwright with executable_path); install it once.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(CHROMIUM):
+	$(SUDO) apt-get install -y -q --no-install-recommends chromium || \
+	  ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends chromium)
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -m "not slow" -q
 
@@ -41,4 +48,4 @@ samples: $(STAMP)
 	$(BIN)/python data/generate_samples.py
 
 clean:
-	rm -rf $(VENV) data/tracetune.duckdb .pytest_cache
+	rm -rf $(VENV) data/tracetune.duckdb data/dataset .pytest_cache

@@ -390,3 +390,26 @@ def test_cli_curate_writes_a_version_and_exit_4_on_leak(two_versions, tmp_path) 
     )
     assert bad.returncode == 4
     assert "leakage" in bad.stderr and "session:shared" in bad.stderr and "openai_chat:" in bad.stderr
+
+
+def test_report_renders_offline_and_shows_hostile_text_as_text(two_versions) -> None:
+    from tests.browser import open_page
+
+    report = (two_versions["out"] / "latest" / "report.html").resolve()
+    with open_page(report) as (page, requests, errors):
+        for section in ("funnel", "reasons", "pii", "lengths", "duplicates", "split", "samples", "lineage"):
+            assert page.locator(f"section#{section}").is_visible(), section
+        assert page.locator("section#funnel svg rect").count() >= 8
+        assert page.locator("section#lengths svg rect").count() > 2
+        assert "counts reconcile" in page.locator("#reconciliation").inner_text()
+        assert "passed" in page.locator("#leakage").inner_text()
+        page.locator("details", has_text="example").first.click()
+        for d in page.locator("details").all():
+            d.evaluate("el => el.open = true")
+        text = page.locator("section#reasons").inner_text()
+        assert "<script>window.__xss = 1</script>" in text and "onerror=" in text
+        assert page.evaluate("() => window.__xss") is None
+        assert page.locator("section#reasons img, section#reasons script").count() == 0
+        assert page.locator("script").count() == 0
+    assert requests == [report.as_uri()]
+    assert errors == []
