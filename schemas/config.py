@@ -10,6 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from schemas.evaluation import EvalConfig
 from schemas.trace import field_path
 from schemas.training import TrainConfig
 
@@ -209,6 +210,7 @@ class Config(_Section):
     split: SplitConfig = Field(default_factory=SplitConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvalConfig = Field(default_factory=EvalConfig)
 
 
 class ConfigError(ValueError):
