@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/dedupe.py
 	$(BIN)/python benchmarks/redact.py
+	$(BIN)/python benchmarks/curate.py
 
 samples: $(STAMP)
 	$(BIN)/python data/generate_samples.py
