@@ -167,6 +167,34 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
     """,
     ),
+    (
+        5,
+        "eval_runs",
+        """
+        CREATE TABLE eval_runs (
+            eval_id VARCHAR PRIMARY KEY,
+            adapter_dir VARCHAR NOT NULL,
+            adapter_run_id VARCHAR,
+            dataset_path VARCHAR NOT NULL,
+            dataset_version INTEGER,
+            manifest_sha256 VARCHAR NOT NULL,
+            base_model_id VARCHAR NOT NULL,
+            base_model_hash VARCHAR NOT NULL,
+            config_hash VARCHAR NOT NULL,
+            n INTEGER NOT NULL,
+            promote BOOLEAN NOT NULL,
+            base_json_parse DOUBLE,
+            adapter_json_parse DOUBLE,
+            base_field_accuracy DOUBLE,
+            adapter_field_accuracy DOUBLE,
+            base_loss DOUBLE,
+            adapter_loss DOUBLE,
+            started_at TIMESTAMPTZ NOT NULL,
+            finished_at TIMESTAMPTZ NOT NULL,
+            report JSON NOT NULL
+        );
+    """,
+    ),
 )
 
 

@@ -1,0 +1,759 @@
+"""Evaluation: the base model vs the LoRA adapter on a dataset version's holdout, paired.
+
+The base model is loaded once and wrapped with the adapter; every holdout row is scored with the adapter
+disabled (peft's `disable_adapter()`) and enabled, with the same tokenization and decoding, so each example gives
+a (base, adapter) pair. Teacher-forced loss and token accuracy use the training masks (`training.chat`); the
+generation metrics score a greedy answer to the final assistant turn, generated in length-sorted, left-padded
+batches. Intervals are paired bootstrap intervals of adapter minus base. Input problems (adapter trained on
+another base, holdout without answers, holdout rows the adapter was trained on) raise `EvalError` before any
+generation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from schemas.config import Config, config_hash, load_config
+from schemas.dataset import TRACE_IDS, DatasetError, load_manifest, sha256_file
+from schemas.evaluation import METRICS, EvalConfig
+from training.chat import RowError, encode_row, prompt_text
+from training.model import ModelError, load_tokenizer, resolve_base
+from training.sft import RUN_FILE, TrainError, cpu_threads, read_jsonl
+
+EVAL_JSON = "eval.json"
+EVAL_HTML = "eval.html"
+JSON_METRICS = ("json_parse", "schema_valid", "field_accuracy")
+
+Progress = Callable[[str, int, int], None]
+
+
+class EvalError(ValueError):
+    """An evaluation that cannot start (bad adapter, dataset or lineage); one clear line."""
+
+
+# ---- per-example metrics ------------------------------------------------------------------------------------------
+
+_FENCE = re.compile(r"^```(?:json)?\s*\n?(.*?)\n?```$", re.S)
+
+
+def parse_json(text: str) -> Any:
+    """The JSON value of a whole answer (surrounding whitespace and one ```json fence allowed), else None."""
+    s = text.strip()
+    m = _FENCE.match(s)
+    if m:
+        s = m.group(1).strip()
+    if not s or s[0] not in "{[":
+        return None
+    try:
+        return json.loads(s)
+    except ValueError:
+        return None
+
+
+def schema_valid(value: Any, schema: dict[str, Any] | None) -> bool:
+    """Whether a parsed answer validates against the JSON schema (any parsed value when there is no schema)."""
+    if value is None:
+        return False
+    if not schema:
+        return True
+    import jsonschema
+
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema).is_valid(value)
+
+
+def _norm(v: Any) -> Any:
+    if isinstance(v, str):
+        return " ".join(v.split()).lower()
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
+
+
+def field_accuracy(pred: Any, ref: Any, skip: Sequence[str] = ()) -> float:
+    """Share of the reference object's top-level fields that the prediction has with an equal value (strings
+    compared case- and whitespace-insensitively); 0 when the prediction is not an object."""
+    if not isinstance(ref, dict):
+        return float(_norm(pred) == _norm(ref)) if pred is not None else 0.0
+    keys = [k for k in ref if k not in skip]
+    if not keys:
+        return float(isinstance(pred, dict))
+    if not isinstance(pred, dict):
+        return 0.0
+    return sum(1 for k in keys if k in pred and _norm(pred[k]) == _norm(ref[k])) / len(keys)
+
+
+_WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+
+
+def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    """Length of the longest common subsequence (dynamic programming, O(len(a) * len(b)) time, O(len(b)) memory)."""
+    if len(a) < len(b):
+        a, b = b, a
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0] * (len(b) + 1)
+        for j, y in enumerate(b, 1):
+            cur[j] = prev[j - 1] + 1 if x == y else max(prev[j], cur[j - 1])
+        prev = cur
+    return prev[-1]
+
+
+def rouge_l(pred: str, ref: str) -> float:
+    """ROUGE-L F1 over lower-cased word and punctuation tokens."""
+    p, r = _WORD.findall(pred.lower()), _WORD.findall(ref.lower())
+    if not p or not r:
+        return float(p == r)
+    lcs = lcs_length(p, r)
+    if lcs == 0:
+        return 0.0
+    prec, rec = lcs / len(p), lcs / len(r)
+    return 2 * prec * rec / (prec + rec)
+
+
+def is_refusal(text: str, patterns: Sequence[re.Pattern[str]]) -> bool:
+    """Whether an answer matches one of the refusal patterns (the filter's `refusal_patterns`)."""
+    return any(p.search(text) for p in patterns)
+
+
+def exact_match(pred: str, ref: str) -> bool:
+    """Equal after stripping surrounding whitespace; JSON answers compare as parsed values."""
+    if pred.strip() == ref.strip():
+        return True
+    a, b = parse_json(pred), parse_json(ref)
+    return a is not None and b is not None and a == b
+
+
+def score_answer(
+    pred: str, ref: str, schema: dict[str, Any] | None, refusals: Sequence[re.Pattern[str]]
+) -> dict[str, float | None]:
+    """Generation metrics of one answer against its reference (JSON metrics are None unless the reference is JSON)."""
+    ref_json = parse_json(ref)
+    pred_json = parse_json(pred) if ref_json is not None else None
+    out: dict[str, float | None] = {
+        "exact_match": float(exact_match(pred, ref)),
+        "json_parse": None,
+        "schema_valid": None,
+        "field_accuracy": None,
+        "rouge_l": rouge_l(pred, ref),
+        "refusal": float(is_refusal(pred, refusals)),
+        "length_ratio": len(pred.strip()) / max(len(ref.strip()), 1),
+    }
+    if ref_json is not None:
+        out["json_parse"] = float(pred_json is not None)
+        out["schema_valid"] = float(schema_valid(pred_json, schema))
+        out["field_accuracy"] = field_accuracy(pred_json, ref_json)
+    return out
+
+
+# ---- statistics ---------------------------------------------------------------------------------------------------
+
+
+def paired_bootstrap(
+    base: Sequence[float],
+    adapter: Sequence[float],
+    weights: Sequence[float] | None = None,
+    samples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Percentile interval of adapter minus base, resampling examples (pairs) with replacement.
+
+    The statistic is the weighted mean (sum of values / sum of weights; plain mean without weights), optionally
+    transformed (e.g. `np.exp` for perplexity from a mean loss). Returns n, both means, the difference and its
+    interval."""
+    b, a = np.asarray(base, dtype=float), np.asarray(adapter, dtype=float)
+    if b.shape != a.shape:
+        raise ValueError("paired_bootstrap: base and adapter need one value per example each")
+    n = len(b)
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
+    f = transform or (lambda x: x)
+    if n == 0 or w.sum() == 0:
+        return {"n": n, "base": None, "adapter": None, "diff": None, "ci": [None, None]}
+    base_v, adapter_v = f(np.array([(b * w).sum() / w.sum()])), f(np.array([(a * w).sum() / w.sum()]))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(samples, n))
+    ws = w[idx].sum(axis=1)
+    ws[ws == 0] = np.nan
+    diffs = f((a * w)[idx].sum(axis=1) / ws) - f((b * w)[idx].sum(axis=1) / ws)
+    alpha = (1 - confidence) / 2
+    lo, hi = np.nanquantile(diffs, [alpha, 1 - alpha])
+    return {
+        "n": n,
+        "base": float(base_v[0]),
+        "adapter": float(adapter_v[0]),
+        "diff": float(adapter_v[0] - base_v[0]),
+        "ci": [float(lo), float(hi)],
+    }
+
+
+def verdict(metrics: dict[str, dict[str, Any]], ec: EvalConfig) -> dict[str, Any]:
+    """Promotion verdict: every required gain met (and significant when so configured), no metric worse beyond its
+    interval, enough examples. Returns {promote, reasons, checks}."""
+    checks: list[dict[str, Any]] = []
+    n = max((m["n"] for m in metrics.values()), default=0)
+    checks.append(
+        {"check": "min_examples", "passed": n >= ec.min_examples, "detail": f"{n} examples (need {ec.min_examples})"}
+    )
+    for name, need in ec.required_gains.items():
+        m = metrics.get(name)
+        if not m or m["diff"] is None:
+            checks.append({"check": f"gain:{name}", "passed": None, "detail": "not measured on this holdout"})
+            continue
+        sign = METRICS[name] or 1
+        gain, ci = sign * m["diff"], sorted(sign * x for x in m["ci"])
+        ok = gain >= need - 1e-12
+        detail = f"{gain:+.3f} (need ≥ {need:+.3f}), {ec.confidence:.0%} CI [{ci[0]:+.3f}, {ci[1]:+.3f}], n={m['n']}"
+        if ok and need > 0 and ec.require_significant and not ci[0] > 0:
+            ok, detail = False, detail + "; interval includes 0"
+        checks.append({"check": f"gain:{name}", "passed": ok, "detail": detail})
+    for name, m in metrics.items():
+        if name in ec.ignore_regressions or not METRICS.get(name) or m["diff"] is None:
+            continue
+        sign = METRICS[name]
+        best = max(sign * x for x in m["ci"])  # the interval's bound on the better side
+        if best < -ec.regression_tolerance:
+            checks.append(
+                {
+                    "check": f"regression:{name}",
+                    "passed": False,
+                    "detail": f"adapter worse: {m['diff']:+.3f}, CI [{m['ci'][0]:+.3f}, {m['ci'][1]:+.3f}], n={m['n']}",
+                }
+            )
+    if not any(c["check"].startswith("regression:") for c in checks):
+        checks.append({"check": "regressions", "passed": True, "detail": "no metric worse beyond its interval"})
+    failed = [c for c in checks if c["passed"] is False]
+    reasons = [f"{c['check']}: {c['detail']}" for c in failed] or [
+        f"{c['check']}: {c['detail']}" for c in checks if c["passed"]
+    ]
+    return {"promote": not failed, "reasons": reasons, "checks": checks}
+
+
+# ---- inputs and lineage -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Example:
+    """One holdout row to evaluate: its generation prompt, reference answer and trace id."""
+
+    index: int
+    trace_id: str | None
+    row: dict[str, Any]
+    prompt: str
+    reference: str
+
+
+def read_run(adapter_dir: Path) -> dict[str, Any]:
+    """The adapter's `training_run.json` (its lineage)."""
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise EvalError(f"{adapter_dir}: not a LoRA adapter folder (no adapter_config.json)")
+    f = adapter_dir / RUN_FILE
+    if not f.is_file():
+        raise EvalError(f"{adapter_dir}: no {RUN_FILE}, so its base model and training data are unknown")
+    return json.loads(f.read_text(encoding="utf-8"))
+
+
+def check_base(run: dict[str, Any], base_id: str, base_hash: str) -> None:
+    """The adapter must have been trained on the base model being loaded (weights hash, from the lineage)."""
+    trained = run.get("base_model") or {}
+    if trained.get("hash") != base_hash:
+        raise EvalError(
+            f"adapter was trained on base model {trained.get('id')} ({str(trained.get('hash'))[:24]}), "
+            f"but the base model here is {base_id} ({base_hash[:24]}); evaluate it with --base set to its base"
+        )
+
+
+def check_overlap(run: dict[str, Any], holdout_ids: list[str | None], folder: Path, rows: list[dict]) -> str:
+    """No holdout row may be one the adapter was trained on: by trace id (lineage), else by row content when the
+    adapter's training data is still on disk. Returns how overlap was checked."""
+    d = run.get("dataset") or {}
+    train_ids = d.get("train_trace_ids")
+    if train_ids and any(holdout_ids):
+        both = sorted({t for t in holdout_ids if t} & set(train_ids))
+        if both:
+            raise EvalError(
+                f"{folder / 'holdout.jsonl'}: {len(both)} holdout row(s) are in the adapter's training data "
+                f"(dataset v{d.get('version')}, trace ids {', '.join(both[:5])}); the comparison would be inflated"
+            )
+        return "trace_ids"
+    train_file = Path(d.get("path", "")) / "train.jsonl"
+    if train_file.is_file():
+        seen = {_row_hash(r) for r in read_jsonl(train_file, required=False)}
+        both_rows = [i + 1 for i, r in enumerate(rows) if _row_hash(r) in seen]
+        if both_rows:
+            raise EvalError(
+                f"{folder / 'holdout.jsonl'}: rows {both_rows[:5]} are identical to rows of the adapter's training "
+                f"data ({train_file})"
+            )
+        return "row_content"
+    return "unchecked (no trace ids and the training data is gone)"
+
+
+def _row_hash(row: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(row.get("messages", row), sort_keys=True).encode()).hexdigest()
+
+
+def load_examples(folder: Path, tokenizer: Any, limit: int | None) -> tuple[list[Example], dict[str, Any]]:
+    """The holdout rows with an assistant answer to compare against, first `limit` of them."""
+    path = folder / "holdout.jsonl"
+    try:
+        rows = read_jsonl(path, required=False)
+    except TrainError as exc:
+        raise EvalError(str(exc)) from None
+    if not rows:
+        raise EvalError(f"{path}: no holdout rows to evaluate on")
+    ids_file = folder / TRACE_IDS
+    ids: list[str | None] = [None] * len(rows)
+    if ids_file.is_file():
+        listed = json.loads(ids_file.read_text(encoding="utf-8")).get("holdout", [])
+        if len(listed) == len(rows):
+            ids = list(listed)
+    examples: list[Example] = []
+    skipped: list[int] = []
+    for i, row in enumerate(rows):
+        where = f"holdout.jsonl row {i + 1}"
+        try:
+            prompt, ref = prompt_text(tokenizer, row, where)
+        except RowError as exc:
+            if "no assistant message" in str(exc):
+                skipped.append(i + 1)
+                continue
+            raise EvalError(str(exc)) from None
+        if not ref.strip():
+            skipped.append(i + 1)
+            continue
+        examples.append(Example(i, ids[i], row, prompt, ref))
+    if not examples:
+        raise EvalError(f"{path}: none of the {len(rows)} holdout rows has an assistant answer to compare against")
+    total = len(examples)
+    if limit:
+        examples = examples[:limit]
+    info = {"rows": len(rows), "with_answer": total, "evaluated": len(examples), "skipped_rows": skipped[:50]}
+    return examples, {"all_rows": rows, "ids": ids, **info}
+
+
+# ---- model passes -------------------------------------------------------------------------------------------------
+
+
+def teacher_forced(model: Any, tokenizer: Any, rows: list[dict], max_length: int, batch_size: int) -> list[dict]:
+    """Per row: summed cross-entropy, token count and correct argmax predictions over the trainable assistant
+    tokens (the training masks)."""
+    import torch
+
+    enc = [encode_row(tokenizer, r, max_length, where=f"holdout row {i + 1}") for i, r in enumerate(rows)]
+    out: list[dict] = []
+    pad = tokenizer.pad_token_id
+    for s in range(0, len(enc), batch_size):
+        chunk = enc[s : s + batch_size]
+        width = max(len(e.input_ids) for e in chunk)
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        labels = torch.full((len(chunk), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for k, e in enumerate(chunk):
+            ids[k, : len(e.input_ids)] = torch.tensor(e.input_ids)
+            labels[k, : len(e.labels)] = torch.tensor(e.labels)
+            mask[k, : len(e.input_ids)] = 1
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=mask).logits.float()
+        logits, target = logits[:, :-1], labels[:, 1:]
+        valid = target != -100
+        ce = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), target.clamp(min=0).reshape(-1), reduction="none"
+        ).view(target.shape)
+        correct = (logits.argmax(-1) == target) & valid
+        for k in range(len(chunk)):
+            out.append(
+                {
+                    "loss_sum": float((ce[k] * valid[k]).sum()),
+                    "tokens": int(valid[k].sum()),
+                    "correct": int(correct[k].sum()),
+                }
+            )
+    return out
+
+
+def _stop_ids(tokenizer: Any, model: Any) -> list[int]:
+    ids = {tokenizer.eos_token_id}
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.update(gen_eos if isinstance(gen_eos, list) else [gen_eos])
+    for tok in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>"):
+        t = tokenizer.convert_tokens_to_ids(tok) if tok in tokenizer.get_vocab() else None
+        if t is not None:
+            ids.add(t)
+    return sorted(i for i in ids if i is not None)
+
+
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    max_new_tokens: int,
+    batch_size: int,
+    progress: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Greedy answers to rendered prompts, in batches of similar length with left padding.
+
+    Returns per prompt (in input order) the decoded answer, new-token count and its share of the batch's wall
+    time as latency."""
+    import torch
+
+    order = sorted(range(len(prompts)), key=lambda i: len(tokenizer(prompts[i], add_special_tokens=False).input_ids))
+    results: list[dict[str, Any]] = [{} for _ in prompts]
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    stops = _stop_ids(tokenizer, model)
+    try:
+        for s in range(0, len(order), batch_size):
+            idx = order[s : s + batch_size]
+            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                out = model.generate(
+                    **enc,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=stops,
+                )
+            dt = time.perf_counter() - t0
+            new = out[:, enc["input_ids"].shape[1] :]
+            for k, i in enumerate(idx):
+                results[i] = _decoded(tokenizer, new[k].tolist(), stops, dt / len(idx))
+            if progress:
+                progress(len(idx))
+    finally:
+        tokenizer.padding_side = side
+    return results
+
+
+def generate_one_by_one(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int) -> list[dict[str, Any]]:
+    """The unbatched peer of `generate`: one `model.generate` call per prompt (for the benchmark and tests)."""
+    import torch
+
+    stops = _stop_ids(tokenizer, model)
+    results = []
+    for p in prompts:
+        enc = tokenizer([p], return_tensors="pt", add_special_tokens=False)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            out = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=stops,
+            )
+        results.append(
+            _decoded(tokenizer, out[0, enc["input_ids"].shape[1] :].tolist(), stops, time.perf_counter() - t0)
+        )
+    return results
+
+
+def _decoded(tokenizer: Any, ids: list[int], stops: list[int], latency: float) -> dict[str, Any]:
+    n = len(ids)
+    for k, t in enumerate(ids):
+        if t in stops:
+            n = k
+            break
+    return {
+        "text": tokenizer.decode(ids[:n], skip_special_tokens=True),
+        "new_tokens": n,
+        "stopped": n < len(ids),
+        "latency_s": latency,
+    }
+
+
+# ---- the run ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalResult:
+    """Where the outputs went and the contents of `eval.json`."""
+
+    out_dir: Path
+    report: dict[str, Any]
+
+    @property
+    def verdict(self) -> dict[str, Any]:
+        return self.report["verdict"]
+
+
+def _aggregate(per: list[dict[str, Any]], ec: EvalConfig) -> dict[str, dict[str, Any]]:
+    opts = {"samples": ec.bootstrap_samples, "confidence": ec.confidence, "seed": ec.seed}
+    metrics: dict[str, dict[str, Any]] = {}
+    b = [p["base"] for p in per]
+    a = [p["adapter"] for p in per]
+    toks = [x["tokens"] for x in b]
+    keep = [i for i, t in enumerate(toks) if t > 0]
+    loss_b, loss_a = [b[i]["loss_sum"] for i in keep], [a[i]["loss_sum"] for i in keep]
+    w = [toks[i] for i in keep]
+    metrics["loss"] = paired_bootstrap(loss_b, loss_a, w, **opts)
+    metrics["perplexity"] = paired_bootstrap(loss_b, loss_a, w, transform=np.exp, **opts)
+    metrics["token_accuracy"] = paired_bootstrap(
+        [b[i]["correct"] for i in keep], [a[i]["correct"] for i in keep], w, **opts
+    )
+    for name in ("exact_match", "json_parse", "schema_valid", "field_accuracy", "rouge_l", "refusal", "length_ratio"):
+        pairs = [(x[name], y[name]) for x, y in zip(b, a, strict=True) if x[name] is not None]
+        metrics[name] = paired_bootstrap([p[0] for p in pairs], [p[1] for p in pairs], **opts)
+    metrics["latency_s"] = paired_bootstrap([x["latency_s"] for x in b], [y["latency_s"] for y in a], **opts)
+    return {k: metrics[k] for k in METRICS}
+
+
+def _example_score(s: dict[str, Any]) -> float:
+    return s["field_accuracy"] if s["field_accuracy"] is not None else s["rouge_l"]
+
+
+def evaluate(
+    adapter: str | Path,
+    dataset: str | Path,
+    config: Config | None = None,
+    *,
+    out: str | Path | None = None,
+    base: str | None = None,
+    db: str | Path | None = None,
+    progress: Progress | None = None,
+) -> EvalResult:
+    """Compare the base model and the adapter on the dataset version's holdout; writes `eval.json` and `eval.html`
+    into `out` (default `<adapter>/eval`), and an `eval_runs` row when `db` is given.
+
+    Raises `EvalError` (bad adapter, lineage or holdout) before any generation."""
+    import torch
+
+    started = datetime.now(UTC)
+    t_start = time.perf_counter()
+    cfg = config or load_config()
+    ec = cfg.evaluate
+    adapter_dir = Path(adapter)
+    run = read_run(adapter_dir)
+    try:
+        folder, manifest = load_manifest(dataset, verify=True)
+        ref = resolve_base(base or cfg.train.base_model)
+        tokenizer = load_tokenizer(ref.path)
+    except (DatasetError, ModelError) as exc:
+        raise EvalError(str(exc)) from None
+    check_base(run, ref.base_id, ref.base_hash)
+    examples, info = load_examples(folder, tokenizer, ec.max_examples)
+    overlap = check_overlap(run, info["ids"], folder, info["all_rows"])
+    schema = manifest.expect_json_schema
+    refusals = [re.compile(p, re.I) for p in cfg.filter.refusal_patterns]
+    torch.set_num_threads(cpu_threads(ec))  # type: ignore[arg-type]  # reads .threads only
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    t_load = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(str(ref.path), dtype=torch.float32)
+    model = PeftModel.from_pretrained(model, str(adapter_dir)).eval()
+    load_s = time.perf_counter() - t_load
+    rows = [e.row for e in examples]
+    prompts = [e.prompt for e in examples]
+    n = len(examples)
+
+    def tick(stage: str) -> Callable[[int], None]:
+        done = [0]
+
+        def f(k: int) -> None:
+            done[0] += k
+            if progress:
+                progress(stage, done[0], n)
+
+        return f
+
+    timings: dict[str, float] = {"load_s": load_s}
+    t0 = time.perf_counter()
+    with model.disable_adapter():
+        tf_base = teacher_forced(model, tokenizer, rows, ec.max_length, ec.batch_size)
+        timings["teacher_forced_base_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        gen_base = generate(model, tokenizer, prompts, ec.max_new_tokens, ec.batch_size, tick("base"))
+        timings["generate_base_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    tf_adapter = teacher_forced(model, tokenizer, rows, ec.max_length, ec.batch_size)
+    timings["teacher_forced_adapter_s"] = time.perf_counter() - t0
+    merged = False
+    if ec.merge_for_generation:
+        try:
+            model.merge_adapter()
+            merged = True
+        except Exception:  # some adapter types cannot merge; unmerged generation is still correct
+            merged = False
+    t0 = time.perf_counter()
+    gen_adapter = generate(model, tokenizer, prompts, ec.max_new_tokens, ec.batch_size, tick("adapter"))
+    timings["generate_adapter_s"] = time.perf_counter() - t0
+    if merged:
+        model.unmerge_adapter()
+
+    per: list[dict[str, Any]] = []
+    examples_out: list[dict[str, Any]] = []
+    for i, e in enumerate(examples):
+        side: dict[str, Any] = {}
+        for name, tf, gen in (("base", tf_base[i], gen_base[i]), ("adapter", tf_adapter[i], gen_adapter[i])):
+            side[name] = {
+                **tf,
+                **score_answer(gen["text"], e.reference, schema, refusals),
+                "latency_s": gen["latency_s"],
+                "new_tokens": gen["new_tokens"],
+                "stopped": gen["stopped"],
+            }
+        per.append(side)
+        sb, sa = _example_score(side["base"]), _example_score(side["adapter"])
+        examples_out.append(
+            {
+                "index": e.index,
+                "trace_id": e.trace_id,
+                "prompt": e.prompt,
+                "reference": e.reference,
+                "base_output": gen_base[i]["text"],
+                "adapter_output": gen_adapter[i]["text"],
+                "base": _round(side["base"]),
+                "adapter": _round(side["adapter"]),
+                "outcome": "lost" if sa < sb else "won" if sa > sb else "tie",
+            }
+        )
+    metrics = _aggregate(per, ec)
+    decision = verdict(metrics, ec)
+    gen_tokens = sum(g["new_tokens"] for g in gen_base + gen_adapter)
+    gen_s = timings["generate_base_s"] + timings["generate_adapter_s"]
+    out_dir = Path(out) if out else adapter_dir / "eval"
+    report: dict[str, Any] = {
+        "eval_id": hashlib.sha256(f"{out_dir.resolve()}|{started.isoformat()}".encode()).hexdigest()[:16],
+        "started_at": started.isoformat(),
+        "finished_at": datetime.now(UTC).isoformat(),
+        "n": n,
+        "metrics": metrics,
+        "verdict": decision,
+        "outcomes": {k: sum(1 for x in examples_out if x["outcome"] == k) for k in ("won", "tie", "lost")},
+        "lineage": {
+            "dataset": {
+                "path": str(folder),
+                "name": manifest.name,
+                "version": manifest.version,
+                "content_hash": manifest.content_hash,
+                "manifest_sha256": sha256_file(folder / "manifest.json"),
+                "holdout_sha256": sha256_file(folder / "holdout.jsonl"),
+                "expect_json_schema": schema is not None,
+                **{k: info[k] for k in ("rows", "with_answer", "evaluated", "skipped_rows")},
+            },
+            "adapter": {
+                "path": str(adapter_dir.resolve()),
+                "run_id": run.get("run_id"),
+                "adapter_sha256": _adapter_hash(adapter_dir),
+                "trained_on_version": (run.get("dataset") or {}).get("version"),
+                "trained_on_manifest_sha256": (run.get("dataset") or {}).get("manifest_sha256"),
+                "steps": run.get("steps"),
+                "train_config_hash": run.get("config_hash"),
+            },
+            "base_model": {"id": ref.base_id, "hash": ref.base_hash, "path": str(ref.path)},
+            "overlap_check": overlap,
+            "config_hash": config_hash(cfg),
+            "eval_config": ec.model_dump(mode="json"),
+            "versions": _versions(),
+        },
+        "timing": {
+            **{k: round(v, 3) for k, v in timings.items()},
+            "generated_tokens": gen_tokens,
+            "generate_tokens_per_s": round(gen_tokens / gen_s, 2) if gen_s else None,
+            "merged_for_adapter_generation": merged,
+            "threads": torch.get_num_threads(),
+            "wall_s": round(time.perf_counter() - t_start, 3),
+        },
+        "examples": examples_out,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / EVAL_JSON).write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    from training.eval_report import render_html
+
+    (out_dir / EVAL_HTML).write_text(render_html(report), encoding="utf-8")
+    if db:
+        from curation.store import Store
+
+        with Store(db) as store:
+            record_eval(store, report)
+    return EvalResult(out_dir, report)
+
+
+def _round(s: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in s.items()}
+
+
+def _adapter_hash(folder: Path) -> str | None:
+    f = folder / "adapter_model.safetensors"
+    return sha256_file(f) if f.is_file() else None
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {p: version(p) for p in ("torch", "transformers", "peft")}
+
+
+def summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The short form of an eval report: verdict, n, and base/adapter/diff/interval per metric."""
+    return {
+        "n": report["n"],
+        "promote": report["verdict"]["promote"],
+        "reasons": report["verdict"]["reasons"],
+        "metrics": {k: {x: m[x] for x in ("n", "base", "adapter", "diff", "ci")} for k, m in report["metrics"].items()},
+        "outcomes": report["outcomes"],
+    }
+
+
+def record_eval(store: Any, report: dict[str, Any]) -> None:
+    """Insert (or replace) the report's row in the `eval_runs` table."""
+    m, lin = report["metrics"], report["lineage"]
+    store.con.execute("DELETE FROM eval_runs WHERE eval_id = ?", [report["eval_id"]])
+    store.con.execute(
+        "INSERT INTO eval_runs (eval_id, adapter_dir, adapter_run_id, dataset_path, dataset_version, "
+        "manifest_sha256, base_model_id, base_model_hash, config_hash, n, promote, base_json_parse, "
+        "adapter_json_parse, base_field_accuracy, adapter_field_accuracy, base_loss, adapter_loss, started_at, "
+        "finished_at, report) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            report["eval_id"],
+            lin["adapter"]["path"],
+            lin["adapter"]["run_id"],
+            lin["dataset"]["path"],
+            lin["dataset"]["version"],
+            lin["dataset"]["manifest_sha256"],
+            lin["base_model"]["id"],
+            lin["base_model"]["hash"],
+            lin["config_hash"],
+            report["n"],
+            report["verdict"]["promote"],
+            m["json_parse"]["base"],
+            m["json_parse"]["adapter"],
+            m["field_accuracy"]["base"],
+            m["field_accuracy"]["adapter"],
+            m["loss"]["base"],
+            m["loss"]["adapter"],
+            report["started_at"],
+            report["finished_at"],
+            json.dumps({k: v for k, v in report.items() if k != "examples"}, default=str),
+        ],
+    )
+
+
+__all__ = [
+    "EvalError",
+    "EvalResult",
+    "evaluate",
+    "field_accuracy",
+    "generate",
+    "generate_one_by_one",
+    "paired_bootstrap",
+    "parse_json",
+    "rouge_l",
+    "score_answer",
+    "summary",
+    "verdict",
+]
