@@ -309,6 +309,75 @@ def train(
 
 
 @app.command()
+def evaluate(
+    adapter: Annotated[Path, typer.Option("--adapter", help="Adapter folder written by `tracetune train`.")],
+    dataset: Annotated[Path, typer.Option("--dataset", help="Dataset version folder, or a dataset root (its latest).")],
+    config: ConfigOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default: <adapter>/eval).")] = None,
+    base: Annotated[str | None, typer.Option("--base", help="Base model: folder, .gguf or hub id.")] = None,
+    db: Annotated[Path | None, typer.Option("--db", help="Record the run in this DuckDB store (eval_runs).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare the base model and the adapter on the dataset's holdout, paired (one load, adapter off vs on).
+
+    Teacher-forced loss and token accuracy on the assistant tokens; greedy answers scored by exact match, JSON
+    parse rate, schema validity, per-field accuracy, ROUGE-L, refusal rate, length and latency; paired bootstrap
+    intervals of adapter minus base; a promotion verdict from the config's evaluate: section.
+    Writes eval.json and eval.html; the verdict is reported, not an exit code."""
+    from training.evaluate import EvalError, summary
+    from training.evaluate import evaluate as evaluate_lib
+
+    bar = Progress(
+        TextColumn("generating ({task.fields[stage]})"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+    task = bar.add_task("eval", total=None, stage="-")
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total, stage=stage)
+
+    try:
+        cfg = load_config(config)
+        with bar:
+            result = evaluate_lib(adapter, dataset, cfg, out=out, base=base, db=db, progress=progress)
+    except (EvalError, ConfigError) as exc:
+        _fail(str(exc))
+        raise AssertionError from exc
+    short = {"eval_json": str(result.out_dir / "eval.json"), "eval_html": str(result.out_dir / "eval.html")}
+    short.update(summary(result.report))
+    if as_json:
+        sys.stdout.write(json.dumps(short) + "\n")
+        return
+    print_eval_summary(result.report, result.out_dir)
+
+
+def print_eval_summary(report: dict[str, Any], out_dir: Path) -> None:
+    """The eval verdict and metrics table on the terminal (also the end of `tracetune demo`)."""
+    v = report["verdict"]
+    t = Table(title=f"base vs adapter on {report['n']} holdout examples", header_style="bold")
+    for col in ("metric", "n", "base", "adapter", "adapter - base", "95% interval"):
+        t.add_column(col, justify="left" if col == "metric" else "right")
+    for name, m in report["metrics"].items():
+        if m["base"] is None:
+            t.add_row(name, str(m["n"]), "-", "-", "-", "-")
+        else:
+            ci = f"[{m['ci'][0]:+.3f}, {m['ci'][1]:+.3f}]"
+            t.add_row(name, str(m["n"]), f"{m['base']:.3f}", f"{m['adapter']:.3f}", f"{m['diff']:+.3f}", ci)
+    c = Console(emoji=False)
+    c.print(t)
+    word = "[bold green]promote[/]" if v["promote"] else "[bold red]do not promote[/]"
+    c.print(f"verdict: {word}")
+    for r in v["reasons"]:
+        c.print(f"  - {escape(r)}")
+    c.print(f"report: {escape(str(out_dir / 'eval.html'))}")
+
+
+@app.command()
 def quarantine(
     db: DbOpt = DEFAULT_DB,
     code: Annotated[str | None, typer.Option("--code", help="Only this reason code (e.g. invalid_json).")] = None,
