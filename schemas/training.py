@@ -58,6 +58,11 @@ class TrainConfig(BaseModel):
     quantization: Literal["none", "4bit"] = Field(
         default="none", description="'4bit' = QLoRA (bitsandbytes NF4 base); CUDA only"
     )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        default="auto",
+        description="'auto' = bf16 mixed precision on CUDA where supported, fp32 elsewhere; 'bf16' on a CPU with "
+        "AVX512-BF16 or AMX can be faster (autocast, fp32 master weights)",
+    )
     gradient_checkpointing: Literal["auto"] | bool = Field(
         default="auto", description="'auto' = off (on CPU it costs much time and saves little for small models)"
     )

@@ -131,12 +131,20 @@ def lora_config(tc: TrainConfig) -> Any:
     )
 
 
+def use_bf16(tc: TrainConfig, device: str) -> bool:
+    """bf16 mixed precision: as configured, or (auto) on CUDA with bf16 support; fp32 elsewhere."""
+    import torch
+
+    if tc.precision != "auto":
+        return tc.precision == "bf16"
+    return device == "cuda" and torch.cuda.is_bf16_supported()
+
+
 def sft_config(tc: TrainConfig, out: Path, device: str, has_eval: bool) -> Any:
     """trl SFTConfig with the device-aware precision and memory settings."""
-    import torch
     from trl import SFTConfig
 
-    bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    bf16 = use_bf16(tc, device)
     gc = False if tc.gradient_checkpointing == "auto" else bool(tc.gradient_checkpointing)
     never = 10**9  # with step strategies, transformers still evaluates and saves at the last step
     return SFTConfig(
