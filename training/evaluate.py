@@ -170,7 +170,8 @@ def paired_bootstrap(
 ) -> dict[str, Any]:
     """Percentile interval of adapter minus base, resampling examples (pairs) with replacement.
 
-    The statistic is the weighted mean (sum of values / sum of weights; plain mean without weights), optionally
+    The statistic is sum of values / sum of weights (values are per-example totals such as summed token losses,
+    weights their token counts; the plain mean without weights), optionally
     transformed (e.g. `np.exp` for perplexity from a mean loss). Returns n, both means, the difference and its
     interval."""
     b, a = np.asarray(base, dtype=float), np.asarray(adapter, dtype=float)
@@ -181,12 +182,12 @@ def paired_bootstrap(
     f = transform or (lambda x: x)
     if n == 0 or w.sum() == 0:
         return {"n": n, "base": None, "adapter": None, "diff": None, "ci": [None, None]}
-    base_v, adapter_v = f(np.array([(b * w).sum() / w.sum()])), f(np.array([(a * w).sum() / w.sum()]))
+    base_v, adapter_v = f(np.array([b.sum() / w.sum()])), f(np.array([a.sum() / w.sum()]))
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(samples, n))
     ws = w[idx].sum(axis=1)
     ws[ws == 0] = np.nan
-    diffs = f((a * w)[idx].sum(axis=1) / ws) - f((b * w)[idx].sum(axis=1) / ws)
+    diffs = f(a[idx].sum(axis=1) / ws) - f(b[idx].sum(axis=1) / ws)
     alpha = (1 - confidence) / 2
     lo, hi = np.nanquantile(diffs, [alpha, 1 - alpha])
     return {
