@@ -88,33 +88,41 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _batches(dataset: Path, steps: int, batch_size: int, max_length: int) -> tuple[list[list[Any]], Any]:
+def _gpu_mem() -> dict[str, float]:
+    import torch
+
+    return {"gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20} if torch.cuda.is_available() else {}
+
+
+def _batches(
+    dataset: Path, steps: int, batch_size: int, max_length: int, base: str | None
+) -> tuple[list[list[Any]], Any]:
     from training.chat import encode_rows
     from training.model import load_tokenizer, resolve_base
     from training.sft import read_jsonl
 
-    tok = load_tokenizer(resolve_base(None).path)
+    tok = load_tokenizer(resolve_base(base).path)
     enc, _ = encode_rows(tok, read_jsonl(dataset / "train.jsonl"), max_length)
     need = steps * batch_size
     enc = (enc * (need // len(enc) + 1))[:need]
     return [enc[i * batch_size : (i + 1) * batch_size] for i in range(steps)], tok
 
 
-def run_tracetune(dataset: Path, steps: int, batch_size: int, q: Any) -> None:
+def run_tracetune(dataset: Path, steps: int, batch_size: int, base: str | None, q: Any) -> None:
     from schemas.config import Config
     from schemas.training import TrainConfig
     from training.sft import train
 
     with tempfile.TemporaryDirectory() as tmp:
         tc = TrainConfig(max_steps=steps, batch_size=batch_size, eval_rows=1, logging_steps=1, lora_dropout=0.0)
-        res = train(dataset, Path(tmp) / "a", Config(train=tc))
+        res = train(dataset, Path(tmp) / "a", Config(train=tc), base=base)
     r = res.run
-    q.put({"tokens": r["trained_tokens"], "seconds": r["train_seconds"], "rss_mb": _rss_mb()})
+    q.put({"tokens": r["trained_tokens"], "seconds": r["train_seconds"], "rss_mb": _rss_mb(), **_gpu_mem()})
 
 
-def run_trl_defaults(dataset: Path, steps: int, batch_size: int, q: Any) -> None:
+def run_trl_defaults(dataset: Path, steps: int, batch_size: int, base: str | None, q: Any) -> None:
     """trl as documented: SFTConfig(output_dir=...) and the conversational rows as they are; only `use_cpu` and
-    `max_steps`/batch size (to do the same work) are set; bf16 stays trl's default where the CPU accepts it."""
+    `max_steps`/batch size (to do the same work) are set; bf16 and gradient checkpointing stay trl's defaults."""
     import torch
     from datasets import load_dataset
     from peft import LoraConfig
@@ -124,13 +132,17 @@ def run_trl_defaults(dataset: Path, steps: int, batch_size: int, q: Any) -> None
     from training.model import load_tokenizer, resolve_base
 
     torch.set_num_threads(_cores())
-    ref = resolve_base(None)
+    ref = resolve_base(base)
     tok = load_tokenizer(ref.path)
-    model = AutoModelForCausalLM.from_pretrained(str(ref.path))
+    model = AutoModelForCausalLM.from_pretrained(str(ref.path))  # trl's documented dtype for a model id: float32
     ds = load_dataset("json", data_files=str(dataset / "train.jsonl"), split="train")
     with tempfile.TemporaryDirectory() as tmp:
         args = SFTConfig(
-            output_dir=tmp, use_cpu=True, max_steps=steps, per_device_train_batch_size=batch_size, report_to="none"
+            output_dir=tmp,
+            use_cpu=not torch.cuda.is_available(),
+            max_steps=steps,
+            per_device_train_batch_size=batch_size,
+            report_to="none",
         )
         timing = {"s": 0.0}
 
@@ -157,12 +169,14 @@ def run_trl_defaults(dataset: Path, steps: int, batch_size: int, q: Any) -> None
                 "rss_mb": _rss_mb(),
                 "bf16": args.bf16,
                 "gradient_checkpointing": args.activation_checkpointing,
+                **_gpu_mem(),
             }
         )
 
 
-def run_plain_loop(dataset: Path, steps: int, batch_size: int, q: Any) -> None:
-    """The floor: forward + backward + AdamW step over the same batches, same LoRA modules, no trainer."""
+def run_plain_loop(dataset: Path, steps: int, batch_size: int, base: str | None, q: Any) -> None:
+    """The floor: forward + backward + AdamW step over the same batches, same LoRA modules, no trainer
+    (on CUDA with bf16 autocast like (a))."""
     import torch
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
@@ -174,24 +188,31 @@ def run_plain_loop(dataset: Path, steps: int, batch_size: int, q: Any) -> None:
     torch.set_num_threads(_cores())
     torch.manual_seed(42)
     tc = TrainConfig(lora_dropout=0.0)
-    batches, tok = _batches(dataset, steps, batch_size, tc.max_length)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(resolve_base(None).path)), lora_config(tc))
+    batches, tok = _batches(dataset, steps, batch_size, tc.max_length, base)
+    cuda = torch.cuda.is_available()
+    dev = "cuda" if cuda else "cpu"
+    dtype = torch.bfloat16 if cuda else torch.float32
+    base_model = AutoModelForCausalLM.from_pretrained(str(resolve_base(base).path), dtype=dtype).to(dev)
+    model = get_peft_model(base_model, lora_config(tc))
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=tc.learning_rate)
     tokens, seconds = 0, 0.0
     for batch in batches:
         n = max(len(r.input_ids) for r in batch)
-        ids = torch.tensor([r.input_ids + [tok.pad_token_id] * (n - len(r.input_ids)) for r in batch])
-        labels = torch.tensor([r.labels + [-100] * (n - len(r.labels)) for r in batch])
-        mask = torch.tensor([[1] * len(r.input_ids) + [0] * (n - len(r.input_ids)) for r in batch])
+        ids = torch.tensor([r.input_ids + [tok.pad_token_id] * (n - len(r.input_ids)) for r in batch], device=dev)
+        labels = torch.tensor([r.labels + [-100] * (n - len(r.labels)) for r in batch], device=dev)
+        mask = torch.tensor([[1] * len(r.input_ids) + [0] * (n - len(r.input_ids)) for r in batch], device=dev)
         t0 = time.perf_counter()
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        with torch.autocast(dev, dtype=torch.bfloat16, enabled=cuda):
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize()
         seconds += time.perf_counter() - t0
         tokens += int(mask.sum())
-    q.put({"tokens": tokens, "seconds": seconds, "rss_mb": _rss_mb()})
+    q.put({"tokens": tokens, "seconds": seconds, "rss_mb": _rss_mb(), **_gpu_mem()})
 
 
 def _cores() -> int:
@@ -221,24 +242,26 @@ def main() -> None:
     ap.add_argument("--peer-steps", type=int, default=2, help="steps for (b); trl's CPU defaults are slow")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--skip-peer", action="store_true")
+    ap.add_argument("--base", help="base model folder/GGUF (default: the embedded SmolLM2)")
     args = ap.parse_args()
     from training.model import resolve_base
 
-    resolve_base(None)  # convert the GGUF once, outside the measurements
+    resolve_base(args.base)  # convert the GGUF once, outside the measurements
     with tempfile.TemporaryDirectory() as tmp:
         dataset = args.dataset or build_sample_dataset(Path(tmp) / "v0001")
         rows = sum(1 for _ in (dataset / "train.jsonl").open())
         print(f"dataset {dataset} ({rows} train rows); batch {args.batch_size}; steps {args.steps}", flush=True)
-        results = {"a_tracetune": measure(run_tracetune, dataset, args.steps, args.batch_size)}
+        results = {"a_tracetune": measure(run_tracetune, dataset, args.steps, args.batch_size, args.base)}
         print("a", results["a_tracetune"], flush=True)
-        results["c_plain_loop"] = measure(run_plain_loop, dataset, args.steps, args.batch_size)
+        results["c_plain_loop"] = measure(run_plain_loop, dataset, args.steps, args.batch_size, args.base)
         print("c", results["c_plain_loop"], flush=True)
         if not args.skip_peer:
-            results["b_trl_defaults"] = measure(run_trl_defaults, dataset, args.peer_steps, args.batch_size)
+            results["b_trl_defaults"] = measure(run_trl_defaults, dataset, args.peer_steps, args.batch_size, args.base)
             print("b", results["b_trl_defaults"], flush=True)
-    print(f"\n{'path':<16} {'tokens':>8} {'seconds':>8} {'tokens/s':>9} {'peak RSS MB':>12}")
+    print(f"\n{'path':<16} {'tokens':>8} {'seconds':>8} {'tokens/s':>9} {'peak RSS MB':>12} (GPU peak MB)")
     for name, r in results.items():
-        print(f"{name:<16} {r['tokens']:>8} {r['seconds']:>8.1f} {r['tokens_per_s']:>9.1f} {r['rss_mb']:>12.0f}")
+        gpu = f"{r['gpu_peak_mb']:>10.0f}" if "gpu_peak_mb" in r else ""
+        print(f"{name:<16} {r['tokens']:>8} {r['seconds']:>8.1f} {r['tokens_per_s']:>9.1f} {r['rss_mb']:>12.0f} {gpu}")
     a = results["a_tracetune"]["tokens_per_s"]
     print(f"\n(a)/(c) floor: {a / results['c_plain_loop']['tokens_per_s']:.2f}x  (target >= 0.8)")
     if "b_trl_defaults" in results:
