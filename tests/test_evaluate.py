@@ -3,6 +3,7 @@ bad input, the eval page in headless Chromium, CLI and flow."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -289,13 +290,20 @@ def test_bad_inputs_fail_before_generation(adapter, tiny_base, tmp_path) -> None
 # ---- the eval page -------------------------------------------------------------------------------------------------
 
 
-def test_eval_report_in_chromium(evaluated) -> None:
+def test_eval_report_in_chromium(evaluated, tmp_path) -> None:
     from tests.browser import open_page
+    from training.eval_report import render_html
 
     result, _, _ = evaluated
-    page_path = (result.out_dir / "eval.html").resolve()
-    html = page_path.read_text()
+    html = (result.out_dir / "eval.html").read_text()
     assert HOSTILE not in html and "&lt;script&gt;window.__xss = 1&lt;/script&gt;" in html
+    # the same report with two examples marked lost, so the filter has something to show
+    report = copy.deepcopy(result.report)
+    for e in report["examples"][1:3]:
+        e["outcome"] = "lost"
+    report["outcomes"]["lost"] = 2
+    page_path = (tmp_path / "eval.html").resolve()
+    page_path.write_text(render_html(report), encoding="utf-8")
     with open_page(page_path) as (page, requests, errors):
         for section in ("verdict", "summary", "charts", "examples", "lineage"):
             assert page.locator(f"section#{section}").is_visible(), section
@@ -307,12 +315,11 @@ def test_eval_report_in_chromium(evaluated) -> None:
         assert HOSTILE in page.locator("section#examples").inner_text()
         assert page.evaluate("() => window.__xss") is None
         assert page.locator("section#examples img, script").count() == 0
-        lost = result.report["outcomes"]["lost"]
         page.locator("#lost-only").check()
-        visible = sum(1 for i in range(examples.count()) if examples.nth(i).is_visible())
-        assert visible == lost
+        visible = [i for i in range(examples.count()) if examples.nth(i).is_visible()]
+        assert visible == [1, 2] and "2 examples where the adapter lost" in page.locator("#examples").inner_text()
         page.locator("#lost-only").uncheck()
-        assert examples.nth(0).is_visible()
+        assert examples.nth(0).is_visible() and examples.nth(11).is_visible()
     assert requests == [page_path.as_uri()]
     assert errors == []
 
