@@ -358,3 +358,22 @@ def test_evaluate_flow_returns_the_verdict(prefect_server, adapter, tiny_base, t
     v = evaluate_flow(str(adapter), str(data), config=str(_yaml(tmp_path, tiny_base)), out=str(tmp_path / "e"))
     assert v["promote"] is True and v["n"] == 10 and v["reasons"]
     assert Path(v["out_dir"], "eval.json").is_file()
+
+
+@pytest.mark.slow
+def test_embedded_model_evaluates(tmp_path) -> None:
+    """The real default model: a 2-step adapter against SmolLM2 on a few JSON rows, end to end."""
+    from training.evaluate import evaluate
+    from training.sft import train
+
+    data = write_ds(tmp_path / "v0001", json_rows(8), json_rows(4, offset=5), schema=SCHEMA)
+    c = Config(
+        train=TrainConfig(max_steps=2, batch_size=4, logging_steps=1),
+        evaluate=EvalConfig(max_new_tokens=24, batch_size=4, bootstrap_samples=200, min_examples=1),
+    )
+    adapter_dir = train(data, tmp_path / "adapter", c).adapter_dir
+    holdout = write_ds(tmp_path / "v0002", [], json_rows(4, offset=1), schema=SCHEMA)
+    r = evaluate(adapter_dir, holdout, c).report
+    assert r["n"] == 4 and r["lineage"]["base_model"]["id"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert all(r["metrics"][k]["n"] == 4 for k in ("loss", "json_parse", "rouge_l"))
+    assert (adapter_dir / "eval" / "eval.html").is_file()
