@@ -27,17 +27,19 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SHORT_PROMPT = "Triage the support email into a JSON ticket."
 TICKET_KEYS = ("priority", "category", "sentiment", "order_id", "needs_human", "summary")
 
 
 def build_sample_dataset(out: Path, holdout_share: float = 0.1) -> Path:
     """A dataset version from data/samples/: single-turn email -> JSON ticket chats, short system prompt,
-    split by a hash of the email. Stands in for the curation export until it is wired into the demo."""
+    split by a hash of the email, the short system prompt of `export.system_prompt_text`. Stands in for the
+    curation export when none is given (no dedupe or redaction here: for throughput, not for publishing)."""
     from curation.ingest.run import ingest
     from curation.store import Store
+    from schemas.config import load_config
     from schemas.dataset import DatasetManifest, FileEntry, sha256_file
 
+    short_prompt = load_config().export.system_prompt_text or "Triage the support email into a JSON ticket."
     seen: set[str] = set()
     splits: dict[str, list[tuple[str, dict[str, Any]]]] = {"train": [], "holdout": []}
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "s.duckdb") as store:
@@ -61,7 +63,7 @@ def build_sample_dataset(out: Path, holdout_share: float = 0.1) -> Path:
         seen.add(email)
         row = {
             "messages": [
-                {"role": "system", "content": SHORT_PROMPT},
+                {"role": "system", "content": short_prompt},
                 {"role": "user", "content": email},
                 {"role": "assistant", "content": json.dumps(ticket)},
             ]
