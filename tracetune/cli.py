@@ -243,7 +243,7 @@ def rules(as_json: JsonOpt = False) -> None:
 def train(
     dataset: Annotated[Path, typer.Option("--dataset", help="Dataset version folder, or a dataset root (its latest).")],
     config: ConfigOpt = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Adapter folder (default: <dataset>/adapter).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Adapter folder (default: <version>/adapter).")] = None,
     base: Annotated[str | None, typer.Option("--base", help="Base model: folder, .gguf or hub id.")] = None,
     db: Annotated[Path | None, typer.Option("--db", help="Record the run in this DuckDB store.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in --out.")] = False,
@@ -254,7 +254,7 @@ def train(
 
     Loss only on assistant turns whose weight is not 0; settings from the config's train: section.
     Writes the PEFT adapter, tokenizer and training_run.json (lineage, metrics curve, tokens/s)."""
-    from schemas.dataset import DatasetError
+    from schemas.dataset import DatasetError, resolve_version_dir
     from training.model import ModelError
     from training.sft import TrainError
     from training.sft import train as train_lib
@@ -276,7 +276,7 @@ def train(
 
     try:
         cfg = load_config(config)
-        target = out or Path(dataset) / "adapter"
+        target = out or resolve_version_dir(dataset) / "adapter"
         with bar:
             result = train_lib(dataset, target, cfg, base=base, db=db, resume=resume, merge=merge, progress=progress)
     except (TrainError, DatasetError, ModelError, ConfigError) as exc:
