@@ -274,6 +274,11 @@ def train(
         loss = f"{p['loss']:.3f}" if p["loss"] is not None else "-"
         bar.update(task, completed=p["step"], total=p["max_steps"], loss=loss, tps=f"{p['tokens_per_s']:.0f}")
 
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()  # the training bar below says what happens; theirs only repeat "100%"
+    transformers.utils.logging.disable_progress_bar()
     try:
         cfg = load_config(config)
         target = out or resolve_version_dir(dataset) / "adapter"
