@@ -192,13 +192,16 @@ def _trainer_callback(progress: Progress | None, curve: list[dict[str, Any]], ti
         """Collects the metrics curve and the time spent in optimizer steps; reports progress."""
 
         trainer: Any = None
+        steps: list[tuple[float, int]] = []  # noqa: RUF012 (one Tracker per run)
 
         def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             timing["t0"] = time.perf_counter()
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            timing["train_s"] += time.perf_counter() - timing.pop("t0", time.perf_counter())
+            took = time.perf_counter() - timing.pop("t0", time.perf_counter())
+            timing["train_s"] += took
             tokens = int(getattr(self.trainer, "_total_train_tokens", 0))
+            self.steps.append((took, tokens - int(timing["tokens"])))
             timing["tokens"] = tokens
             if progress:
                 last = next((c["loss"] for c in reversed(curve) if "loss" in c), None)
@@ -363,6 +366,8 @@ def train(
         "trained_tokens": int(timing["tokens"]),
         "train_seconds": round(timing["train_s"], 3),
         "tokens_per_s": round(timing["tokens"] / timing["train_s"], 2) if timing["train_s"] else None,
+        "tokens_per_s_after_first_step": _steady_rate(tracker.steps),
+        "step_times": [[round(s, 4), n] for s, n in tracker.steps],
         "wall_seconds": round(wall, 3),
         "versions": _versions(),
     }
@@ -375,6 +380,13 @@ def train(
         with Store(db) as store:
             record_run(store, run)
     return TrainResult(out, run)
+
+
+def _steady_rate(steps: list[tuple[float, int]]) -> float | None:
+    """Tokens/s without the first step (allocator and kernel warm-up)."""
+    rest = steps[1:]
+    seconds = sum(s for s, _ in rest)
+    return round(sum(n for _, n in rest) / seconds, 2) if seconds else None
 
 
 def _versions() -> dict[str, str]:
