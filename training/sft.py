@@ -344,7 +344,7 @@ def train(
             "holdout_sha256": sha256_file(folder / "holdout.jsonl") if (folder / "holdout.jsonl").is_file() else None,
             **_trace_ids(folder),
         },
-        "base_model": {"id": ref.base_id, "hash": ref.base_hash, "path": str(ref.path)},
+        "base_model": {"spec": base or tc.base_model, "id": ref.base_id, "hash": ref.base_hash, "path": str(ref.path)},
         "config_hash": config_hash(cfg),
         "train_config": tc.model_dump(mode="json"),
         "rows": {"train": train_stats.as_dict(), "eval": eval_stats.as_dict()},
