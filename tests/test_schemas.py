@@ -76,7 +76,9 @@ def test_config_defaults_and_errors(tmp_path):
     with pytest.raises(ConfigError, match=r"c\.yaml: ingest\.batch_size: Input should be greater than or equal to 1"):
         load_config(bad)
     bad.write_text("ingset:\n  batch_size: 10\n")
-    with pytest.raises(ConfigError, match=r"unknown key 'ingset' \(allowed here: ingest, dedupe, redact\)"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'ingset' \(allowed here: ingest, dedupe, redact, filter, split, export, train"
+    ):
         load_config(bad)
     bad.write_text("ingest:\n  memory_limit: lots\n")
     with pytest.raises(ConfigError, match=r"ingest\.memory_limit"):
