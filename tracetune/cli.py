@@ -254,6 +254,28 @@ def train(
 
     Loss only on assistant turns whose weight is not 0; settings from the config's train: section.
     Writes the PEFT adapter, tokenizer and training_run.json (lineage, metrics curve, tokens/s)."""
+    summary, result = _run_train(dataset, config, out, base, db, resume, merge)
+    if as_json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+        return
+    _print_train(result)
+
+
+def _print_train(result: Any) -> None:
+    r = result.run
+    rows = r["rows"]["train"]
+    Console(emoji=False).print(
+        f"[bold]adapter[/] {escape(str(result.adapter_dir))}: {r['steps']} steps on {r['device']['type']} in "
+        f"{r['wall_seconds']:.0f}s ({r['tokens_per_s'] or 0:.0f} tok/s); train loss {r['train_loss']:.3f}, "
+        f"eval loss {r['eval_loss'] if r['eval_loss'] is None else round(r['eval_loss'], 3)}; "
+        f"rows {rows['kept']}/{rows['rows']} (truncated {rows['truncated']}, dropped: cut off "
+        f"{rows['dropped_truncated']}, nothing to learn {rows['no_trainable']})"
+    )
+
+
+def _run_train(
+    dataset: Path, config: Path | None, out: Path | None, base: str | None, db: Path | None, resume: bool, merge: bool
+) -> tuple[dict[str, Any], Any]:
     from schemas.dataset import DatasetError, resolve_version_dir
     from training.model import ModelError
     from training.sft import TrainError
@@ -300,17 +322,7 @@ def train(
         "device": r["device"]["type"],
         "rows": r["rows"],
     }
-    if as_json:
-        sys.stdout.write(json.dumps(summary) + "\n")
-        return
-    rows = r["rows"]["train"]
-    Console(emoji=False).print(
-        f"[bold]adapter[/] {escape(str(result.adapter_dir))}: {r['steps']} steps on {r['device']['type']} in "
-        f"{r['wall_seconds']:.0f}s ({r['tokens_per_s'] or 0:.0f} tok/s); train loss {r['train_loss']:.3f}, "
-        f"eval loss {r['eval_loss'] if r['eval_loss'] is None else round(r['eval_loss'], 3)}; "
-        f"rows {rows['kept']}/{rows['rows']} (truncated {rows['truncated']}, dropped: cut off "
-        f"{rows['dropped_truncated']}, nothing to learn {rows['no_trainable']})"
-    )
+    return summary, result
 
 
 @app.command()
@@ -329,7 +341,21 @@ def evaluate(
     parse rate, schema validity, per-field accuracy, ROUGE-L, refusal rate, length and latency; paired bootstrap
     intervals of adapter minus base; a promotion verdict from the config's evaluate: section.
     Writes eval.json and eval.html; the verdict is reported, not an exit code."""
-    from training.evaluate import EvalError, summary
+    from training.evaluate import summary
+
+    result = _run_evaluate(adapter, dataset, config, out, base, db)
+    short = {"eval_json": str(result.out_dir / "eval.json"), "eval_html": str(result.out_dir / "eval.html")}
+    short.update(summary(result.report))
+    if as_json:
+        sys.stdout.write(json.dumps(short) + "\n")
+        return
+    print_eval_summary(result.report, result.out_dir)
+
+
+def _run_evaluate(
+    adapter: Path, dataset: Path, config: Path | None, out: Path | None, base: str | None, db: Path | None
+) -> Any:
+    from training.evaluate import EvalError
     from training.evaluate import evaluate as evaluate_lib
 
     bar = Progress(
@@ -353,12 +379,7 @@ def evaluate(
     except (EvalError, ConfigError) as exc:
         _fail(str(exc))
         raise AssertionError from exc
-    short = {"eval_json": str(result.out_dir / "eval.json"), "eval_html": str(result.out_dir / "eval.html")}
-    short.update(summary(result.report))
-    if as_json:
-        sys.stdout.write(json.dumps(short) + "\n")
-        return
-    print_eval_summary(result.report, result.out_dir)
+    return result
 
 
 def print_eval_summary(report: dict[str, Any], out_dir: Path) -> None:
@@ -416,28 +437,27 @@ def quarantine(
 
 @app.command()
 def demo(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
-    """Run the main job on the embedded sample traces (data/samples): ingest, then curate (dedupe,
-    redact, leak gate, rules, split, export) into data/dataset with the default config."""
-    from curation.store import Store
+    """Run the main job on the embedded sample traces (data/samples) with the default config: ingest,
+    curate (dedupe, redact, leak gate, rules, split, export) into data/dataset, train a LoRA adapter
+    of the embedded SmolLM2-135M-Instruct on the latest version, and evaluate base vs adapter on its
+    holdout (same short system prompt on both sides)."""
+    from training.evaluate import summary as eval_summary
 
     stats = _run_ingest([SAMPLES], db, "auto", None, quiet=False)
     summary = _run_curate(db, None, DEFAULT_OUT)
+    if not as_json:
+        _summary(stats, db)
+        _curate_summary(summary)
+    trained, result = _run_train(DEFAULT_OUT, None, None, None, db, False, False)
+    if not as_json:
+        _print_train(result)
+    evaluated = _run_evaluate(result.adapter_dir, DEFAULT_OUT, None, None, None, db)
     if as_json:
-        sys.stdout.write(json.dumps({"db": str(db), "ingest": stats.as_dict(), **summary}) + "\n")
+        payload = {"db": str(db), "ingest": stats.as_dict(), **summary, "train": trained}
+        payload["evaluate"] = eval_summary(evaluated.report)
+        sys.stdout.write(json.dumps(payload) + "\n")
         return
-    _summary(stats, db)
-    _curate_summary(summary)
-    with Store(db, read_only=True) as store:
-        rows = store.con.execute(
-            "SELECT source_format, count(*), count(DISTINCT session_id), round(avg(n_messages), 1) "
-            "FROM traces GROUP BY 1 ORDER BY 2 DESC"
-        ).fetchall()
-    t = Table(title=f"traces in {db}", header_style="bold")
-    for col in ("format", "traces", "sessions", "avg messages"):
-        t.add_column(col, justify="right" if col != "format" else "left")
-    for r in rows:
-        t.add_row(*(str(x) for x in r))
-    Console(emoji=False).print(t)
+    print_eval_summary(evaluated.report, evaluated.out_dir)
 
 
 def main() -> None:
