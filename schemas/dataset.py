@@ -106,3 +106,16 @@ def load_manifest(path: str | Path, verify: bool = True) -> tuple[Path, DatasetM
             if sha256_file(f) != entry.sha256:
                 raise DatasetError(f"{f}: sha256 does not match {MANIFEST} (the file changed after export)")
     return folder, manifest
+
+
+def lineage(folder: Path, manifest: DatasetManifest) -> dict[str, Any]:
+    """What a training or eval run records about the dataset version it read: identity and file hashes."""
+    optional = {name: folder / name for name in SPLIT_FILES}
+    return {
+        "path": str(folder),
+        "name": manifest.name,
+        "version": manifest.version,
+        "content_hash": manifest.content_hash,
+        "manifest_sha256": sha256_file(folder / MANIFEST),
+        **{f"{n.split('.')[0]}_sha256": sha256_file(p) if p.is_file() else None for n, p in optional.items()},
+    }

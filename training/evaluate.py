@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from schemas.config import Config, config_hash, load_config
-from schemas.dataset import TRACE_IDS, DatasetError, load_manifest, sha256_file
+from schemas.dataset import TRACE_IDS, DatasetError, lineage, load_manifest, sha256_file
 from schemas.evaluation import METRICS, EvalConfig
 from training.chat import RowError, encode_row, prompt_text
 from training.model import ModelError, load_tokenizer, resolve_base
@@ -637,12 +637,7 @@ def evaluate(
         "outcomes": {k: sum(1 for x in examples_out if x["outcome"] == k) for k in ("won", "tie", "lost")},
         "lineage": {
             "dataset": {
-                "path": str(folder),
-                "name": manifest.name,
-                "version": manifest.version,
-                "content_hash": manifest.content_hash,
-                "manifest_sha256": sha256_file(folder / "manifest.json"),
-                "holdout_sha256": sha256_file(folder / "holdout.jsonl"),
+                **lineage(folder, manifest),
                 "expect_json_schema": schema is not None,
                 **{k: info[k] for k in ("rows", "with_answer", "evaluated", "skipped_rows")},
             },

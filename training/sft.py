@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from schemas.config import Config, config_hash, load_config
-from schemas.dataset import TRACE_IDS, DatasetError, load_manifest, sha256_file
+from schemas.dataset import TRACE_IDS, DatasetError, lineage, load_manifest, sha256_file
 from schemas.training import TrainConfig
 from training.chat import Encoded, EncodeStats, RowError, encode_rows
 from training.model import ModelError, load_tokenizer, resolve_base
@@ -334,16 +334,7 @@ def train(
         "started_at": started.isoformat(),
         "finished_at": datetime.now(UTC).isoformat(),
         "adapter_dir": str(out.resolve()),
-        "dataset": {
-            "path": str(folder),
-            "name": manifest.name,
-            "version": manifest.version,
-            "content_hash": manifest.content_hash,
-            "manifest_sha256": sha256_file(folder / "manifest.json"),
-            "train_sha256": sha256_file(folder / "train.jsonl"),
-            "holdout_sha256": sha256_file(folder / "holdout.jsonl") if (folder / "holdout.jsonl").is_file() else None,
-            **_trace_ids(folder),
-        },
+        "dataset": {**lineage(folder, manifest), **_trace_ids(folder)},
         "base_model": {"spec": base or tc.base_model, "id": ref.base_id, "hash": ref.base_hash, "path": str(ref.path)},
         "config_hash": config_hash(cfg),
         "train_config": tc.model_dump(mode="json"),
