@@ -6,6 +6,23 @@ import numpy as np
 from markupsafe import Markup, escape
 
 PALETTE = ("#3b6ea8", "#e07b39", "#5a9e6f", "#b5534f", "#8c6bb1", "#7f7f7f")
+# The look shared by the curation and eval reports (inline: the pages load nothing).
+BASE_CSS = Markup(
+    """body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; margin: 0 auto;
+  max-width: 1200px; padding: 16px 24px 60px; }
+h1 { font-size: 22px; margin-bottom: 4px; }
+h2 { font-size: 18px; border-bottom: 1px solid #ddd; padding-bottom: 4px; margin-top: 32px; }
+nav a { margin-right: 12px; }
+table { border-collapse: collapse; margin: 8px 0; }
+th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+.ok { color: #1a7f37; font-weight: 600; } .bad { color: #b42318; font-weight: 600; }
+.chart text { font-size: 12px; fill: #333; } .chart .title { font-weight: 600; font-size: 13px; }
+.text { white-space: pre-wrap; word-break: break-word; font: 12px/1.4 ui-monospace, Menlo, Consolas, monospace;
+  background: #f6f8fa; padding: 6px 8px; margin: 2px 0; max-height: 240px; overflow: auto; }
+.muted { color: #666; } .empty { color: #888; font-style: italic; }
+"""
+)
 
 
 def bar_chart(items: list[tuple[str, float]], title: str, unit: str = "") -> Markup:

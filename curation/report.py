@@ -242,7 +242,11 @@ def render_html(payload: dict[str, Any]) -> str:
         ),
     }
     config_yaml = yaml.safe_dump(payload["config"], sort_keys=False, width=100)
-    return _env().get_template("report.html").render(p=payload, fig=figures, config_yaml=config_yaml)
+    return (
+        _env()
+        .get_template("report.html")
+        .render(p=payload, fig=figures, config_yaml=config_yaml, base_css=charts.BASE_CSS)
+    )
 
 
 def dataset_card(manifest: DatasetManifest, payload: dict[str, Any]) -> str:

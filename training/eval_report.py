@@ -8,7 +8,7 @@ from typing import Any
 from jinja2 import Environment, select_autoescape
 from markupsafe import Markup, escape
 
-from curation.charts import PALETTE
+from curation.charts import BASE_CSS, PALETTE
 from schemas.evaluation import METRICS
 
 LABELS = {
@@ -80,20 +80,8 @@ TEMPLATE = """<!DOCTYPE html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Eval: base vs adapter on {{ ds.name }} v{{ ds.version }}</title>
 <style>
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; margin: 0 auto; max-width: 1200px;
-  padding: 16px 24px 60px; }
-h1 { font-size: 22px; margin-bottom: 4px; }
-h2 { font-size: 18px; border-bottom: 1px solid #ddd; padding-bottom: 4px; margin-top: 32px; }
-nav a { margin-right: 12px; }
-table { border-collapse: collapse; margin: 8px 0; }
-th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-.ok { color: #1a7f37; font-weight: 600; } .bad { color: #b42318; font-weight: 600; }
-.chart text { font-size: 12px; fill: #333; } .chart .title { font-weight: 600; font-size: 13px; }
+{{ base_css }}
 .charts { display: flex; flex-wrap: wrap; gap: 12px 28px; }
-.text { white-space: pre-wrap; word-break: break-word; font: 12px/1.4 ui-monospace, Menlo, Consolas, monospace;
-  background: #f6f8fa; padding: 6px 8px; margin: 0; max-height: 220px; overflow: auto; }
-.muted { color: #666; } .empty { color: #888; font-style: italic; }
 table.examples td { width: 25%; } tr.lost > td:first-child { border-left: 4px solid #b42318; }
 tr.won > td:first-child { border-left: 4px solid #1a7f37; }
 #lost-only:checked ~ table.examples tr.ex:not(.lost) { display: none; }
@@ -192,6 +180,7 @@ def render_html(report: dict[str, Any]) -> str:
         conf=lin["eval_config"]["confidence"],
         charts=[metric_chart(k, m) for k, m in report["metrics"].items()],
         scores=_scores,
+        base_css=BASE_CSS,
     )
 
 
