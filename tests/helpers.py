@@ -47,3 +47,44 @@ def convo(user: str) -> list[dict[str, Any]]:
 def write_jsonl(path: Path, records: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path
+
+
+def write_dataset(
+    folder: Path,
+    train: list[dict],
+    holdout: list[dict],
+    raw_train: str | None = None,
+    holdout_ids: list[str] | None = None,
+    schema: Any = None,
+) -> Path:
+    """A dataset version folder as the curation export writes it (manifest with correct checksums);
+    trace ids t<i> (train) and h<i> (holdout) unless given."""
+    import hashlib
+    from datetime import UTC, datetime
+
+    from schemas.dataset import DatasetManifest, FileEntry, sha256_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train.jsonl").write_text(
+        raw_train if raw_train is not None else "".join(json.dumps(r) + "\n" for r in train), encoding="utf-8"
+    )
+    (folder / "holdout.jsonl").write_text("".join(json.dumps(r) + "\n" for r in holdout), encoding="utf-8")
+    ids = {
+        "train": [f"t{i}" for i in range(len(train))],
+        "holdout": holdout_ids or [f"h{i}" for i in range(len(holdout))],
+    }
+    (folder / "trace_ids.json").write_text(json.dumps(ids), encoding="utf-8")
+    files = {
+        n: FileEntry(sha256=sha256_file(folder / n), bytes=(folder / n).stat().st_size)
+        for n in ("train.jsonl", "holdout.jsonl", "trace_ids.json")
+    }
+    manifest = DatasetManifest(
+        version=1,
+        created_at=datetime.now(UTC),
+        content_hash=hashlib.sha256(b"x").hexdigest(),
+        config_hash="test",
+        expect_json_schema=schema,
+        files=files,
+    )
+    (folder / "manifest.json").write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
+    return folder

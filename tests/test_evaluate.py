@@ -4,11 +4,9 @@ bad input, the eval page in headless Chromium, CLI and flow."""
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import re
 import shutil
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +15,9 @@ import pytest
 import yaml
 
 from schemas.config import REFUSAL_PATTERNS, Config
-from schemas.dataset import DatasetManifest, FileEntry, sha256_file
 from schemas.evaluation import EvalConfig
 from schemas.training import TrainConfig
+from tests.helpers import write_dataset
 from tests.test_train import WORDS, tiny_base  # noqa: F401  (session fixture)
 
 FIXED = {"status": "ok", "team": "billing"}
@@ -50,34 +48,6 @@ def json_rows(n: int, offset: int = 0, hostile: bool = False) -> list[dict[str, 
     return rows
 
 
-def write_ds(
-    folder: Path, train: list[dict], holdout: list[dict], holdout_ids: list[str] | None = None, schema: Any = None
-) -> Path:
-    """A dataset version folder with a correct manifest; trace ids t<i> (train) and h<i> (holdout) by default."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train), encoding="utf-8")
-    (folder / "holdout.jsonl").write_text("".join(json.dumps(r) + "\n" for r in holdout), encoding="utf-8")
-    ids = {
-        "train": [f"t{i}" for i in range(len(train))],
-        "holdout": holdout_ids or [f"h{i}" for i in range(len(holdout))],
-    }
-    (folder / "trace_ids.json").write_text(json.dumps(ids), encoding="utf-8")
-    files = {
-        n: FileEntry(sha256=sha256_file(folder / n), bytes=(folder / n).stat().st_size)
-        for n in ("train.jsonl", "holdout.jsonl", "trace_ids.json")
-    }
-    manifest = DatasetManifest(
-        version=1,
-        created_at=datetime.now(UTC),
-        content_hash=hashlib.sha256(b"x").hexdigest(),
-        config_hash="test",
-        expect_json_schema=schema,
-        files=files,
-    )
-    (folder / "manifest.json").write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
-    return folder
-
-
 def eval_cfg(base: Path, **kw: Any) -> Config:
     ec = {"max_new_tokens": 32, "batch_size": 4, "bootstrap_samples": 1000, "threads": 1, "min_examples": 5, **kw}
     tc = {
@@ -100,7 +70,7 @@ def adapter(tiny_base, tmp_path_factory):  # noqa: F811
     from training.sft import train
 
     tmp = tmp_path_factory.mktemp("eval-train")
-    data = write_ds(tmp / "v0001", json_rows(48), json_rows(4, offset=5), schema=SCHEMA)
+    data = write_dataset(tmp / "v0001", json_rows(48), json_rows(4, offset=5), schema=SCHEMA)
     return train(data, tmp / "adapter", eval_cfg(tiny_base)).adapter_dir
 
 
@@ -110,7 +80,7 @@ def evaluated(adapter, tiny_base, tmp_path_factory):  # noqa: F811
     from training.evaluate import evaluate
 
     tmp = tmp_path_factory.mktemp("eval-run")
-    data = write_ds(tmp / "v0002", [], json_rows(12, offset=3, hostile=True), schema=SCHEMA)
+    data = write_dataset(tmp / "v0002", [], json_rows(12, offset=3, hostile=True), schema=SCHEMA)
     db = tmp / "t.duckdb"
     Store(db).close()
     return evaluate(adapter, data, eval_cfg(tiny_base), out=tmp / "eval", db=db), data, db
@@ -267,7 +237,7 @@ def test_bad_inputs_fail_before_generation(adapter, tiny_base, tmp_path) -> None
     from training.evaluate import EvalError, evaluate
 
     c = eval_cfg(tiny_base)
-    good = write_ds(tmp_path / "good", [], json_rows(6))
+    good = write_dataset(tmp_path / "good", [], json_rows(6))
     other = tmp_path / "other-base-adapter"
     shutil.copytree(adapter, other)
     run = json.loads((other / "training_run.json").read_text())
@@ -277,8 +247,8 @@ def test_bad_inputs_fail_before_generation(adapter, tiny_base, tmp_path) -> None
         evaluate(other, good, c, out=tmp_path / "o1")
     no_answers = [{"messages": r["messages"][:2]} for r in json_rows(4)]
     with pytest.raises(EvalError, match="none of the 4 holdout rows has an assistant answer"):
-        evaluate(adapter, write_ds(tmp_path / "noans", [], no_answers), c, out=tmp_path / "o2")
-    overlap = write_ds(tmp_path / "overlap", [], json_rows(4), holdout_ids=["h0", "t7", "h2", "t3"])
+        evaluate(adapter, write_dataset(tmp_path / "noans", [], no_answers), c, out=tmp_path / "o2")
+    overlap = write_dataset(tmp_path / "overlap", [], json_rows(4), holdout_ids=["h0", "t7", "h2", "t3"])
     with pytest.raises(EvalError, match=r"2 holdout row\(s\) are in the adapter's training data .*t3, t7"):
         evaluate(adapter, overlap, c, out=tmp_path / "o3")
     with pytest.raises(EvalError, match="not a LoRA adapter folder"):
@@ -339,7 +309,7 @@ def test_cli_evaluate_json_and_errors(adapter, tiny_base, tmp_path) -> None:  # 
 
     from tracetune.cli import app
 
-    data = write_ds(tmp_path / "v0001", [], json_rows(6, offset=2))
+    data = write_dataset(tmp_path / "v0001", [], json_rows(6, offset=2))
     cfg_file = _yaml(tmp_path, tiny_base)
     args = ["evaluate", "--adapter", str(adapter), "--dataset", str(data), "--config", str(cfg_file)]
     res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "e"), "--json"])
@@ -354,7 +324,7 @@ def test_cli_evaluate_json_and_errors(adapter, tiny_base, tmp_path) -> None:  # 
 def test_evaluate_flow_returns_the_verdict(prefect_server, adapter, tiny_base, tmp_path) -> None:  # noqa: F811
     from flows.evaluate import evaluate_flow
 
-    data = write_ds(tmp_path / "v0001", [], json_rows(10, offset=4))
+    data = write_dataset(tmp_path / "v0001", [], json_rows(10, offset=4))
     v = evaluate_flow(str(adapter), str(data), config=str(_yaml(tmp_path, tiny_base)), out=str(tmp_path / "e"))
     assert v["promote"] is True and v["n"] == 10 and v["reasons"]
     assert Path(v["out_dir"], "eval.json").is_file()
@@ -366,13 +336,13 @@ def test_embedded_model_evaluates(tmp_path) -> None:
     from training.evaluate import evaluate
     from training.sft import train
 
-    data = write_ds(tmp_path / "v0001", json_rows(8), json_rows(4, offset=5), schema=SCHEMA)
+    data = write_dataset(tmp_path / "v0001", json_rows(8), json_rows(4, offset=5), schema=SCHEMA)
     c = Config(
         train=TrainConfig(max_steps=2, batch_size=4, logging_steps=1),
         evaluate=EvalConfig(max_new_tokens=24, batch_size=4, bootstrap_samples=200, min_examples=1),
     )
     adapter_dir = train(data, tmp_path / "adapter", c).adapter_dir
-    holdout = write_ds(tmp_path / "v0002", [], json_rows(4, offset=1), schema=SCHEMA)
+    holdout = write_dataset(tmp_path / "v0002", [], json_rows(4, offset=1), schema=SCHEMA)
     r = evaluate(adapter_dir, holdout, c).report
     assert r["n"] == 4 and r["lineage"]["base_model"]["id"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert all(r["metrics"][k]["n"] == 4 for k in ("loss", "json_parse", "rouge_l"))

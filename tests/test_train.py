@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from schemas.config import Config
-from schemas.dataset import DatasetManifest, FileEntry, sha256_file
+from schemas.dataset import sha256_file
 from schemas.training import TrainConfig
+from tests.helpers import write_dataset
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + "
@@ -80,30 +79,6 @@ def tiny_base(tmp_path_factory) -> Path:
         tie_word_embeddings=False,
     )
     LlamaForCausalLM(cfg).save_pretrained(folder)
-    return folder
-
-
-def write_dataset(folder: Path, train: list[dict], holdout: list[dict], raw_train: str | None = None) -> Path:
-    """A dataset version folder as the curation export writes it (manifest with correct checksums)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "train.jsonl").write_text(
-        raw_train if raw_train is not None else "".join(json.dumps(r) + "\n" for r in train), encoding="utf-8"
-    )
-    (folder / "holdout.jsonl").write_text("".join(json.dumps(r) + "\n" for r in holdout), encoding="utf-8")
-    ids = {"train": [f"t{i}" for i in range(len(train))], "holdout": [f"h{i}" for i in range(len(holdout))]}
-    (folder / "trace_ids.json").write_text(json.dumps(ids), encoding="utf-8")
-    files = {
-        n: FileEntry(sha256=sha256_file(folder / n), bytes=(folder / n).stat().st_size)
-        for n in ("train.jsonl", "holdout.jsonl", "trace_ids.json")
-    }
-    manifest = DatasetManifest(
-        version=1,
-        created_at=datetime.now(UTC),
-        content_hash=hashlib.sha256(b"x").hexdigest(),
-        config_hash="test",
-        files=files,
-    )
-    (folder / "manifest.json").write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
     return folder
 
 
