@@ -166,11 +166,7 @@ def _record(store: Store, sel: Selection, members: list[split.Member], sides: di
             "group_key": [m.group_key for m in members],
         }
     )
-    con = store.con
-    con.execute("BEGIN")
-    try:
-        con.register("_dec", table)
-        con.register("_splits", new_splits)
+    with store.transaction(_dec=table, _splits=new_splits) as con:
         con.execute("DELETE FROM decisions")
         con.execute(
             "INSERT INTO decisions (trace_id, stage, verdict, reason, detail, config_hash) "
@@ -181,12 +177,6 @@ def _record(store: Store, sel: Selection, members: list[split.Member], sides: di
             "INSERT INTO splits (trace_id, split, group_key) SELECT trace_id, split, group_key FROM _splits "
             "WHERE trace_id NOT IN (SELECT trace_id FROM splits)"
         )
-        con.unregister("_dec")
-        con.unregister("_splits")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
 
 
 def reasons_by_stage(store: Store) -> dict[str, dict[str, int]]:

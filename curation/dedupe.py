@@ -352,21 +352,11 @@ def _write(store: Store, traces: list[_Trace], failed: list[tuple[str, str]], su
         }
     )
     kept = pa.table({"trace_id": [t.trace_id for t in survivors]})
-    con = store.con
-    con.execute("BEGIN")
-    try:
-        con.register("_clusters", table)
-        con.register("_kept", kept)
+    with store.transaction(_clusters=table, _kept=kept) as con:
         con.execute("DELETE FROM dup_clusters")
         con.execute("INSERT INTO dup_clusters SELECT * FROM _clusters")
         con.execute("UPDATE dup_signatures SET kept = trace_id IN (SELECT trace_id FROM _kept)")
         store.quarantine_traces("dedupe", [(trace_id, "dedupe_error", message) for trace_id, message in failed])
-        con.unregister("_clusters")
-        con.unregister("_kept")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
 
 
 def kept_ids(store: Store) -> list[str]:

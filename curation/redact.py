@@ -280,7 +280,6 @@ def _write(
     failures: list[tuple[str, str, str]],
     digest: str,
 ) -> None:
-    con = store.con
     redacted = pa.table(
         {
             "trace_id": [r[0] for r in out_rows],
@@ -313,10 +312,7 @@ def _write(
             for k, c in enumerate(cols)
         }
     )
-    con.execute("BEGIN")
-    try:
-        con.register("_redacted", redacted)
-        con.register("_found", found)
+    with store.transaction(_redacted=redacted, _found=found) as con:
         con.execute("DELETE FROM redactions WHERE trace_id IN (SELECT trace_id FROM _redacted)")
         con.execute("DELETE FROM redacted_messages WHERE trace_id IN (SELECT trace_id FROM _redacted)")
         con.execute(
@@ -326,9 +322,3 @@ def _write(
         )
         con.execute(f"INSERT INTO redactions ({', '.join(cols)}) SELECT * FROM _found")
         store.quarantine_traces("redact", failures)
-        con.unregister("_redacted")
-        con.unregister("_found")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")

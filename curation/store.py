@@ -5,8 +5,11 @@ One process writes at a time; a second one gets `StoreLockedError` with a one-li
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import duckdb
 
@@ -261,6 +264,24 @@ class Store:
                 "WHERE trace_id = ?",
                 [code, message, f"{stage}:{trace_id}", stage, trace_id],
             )
+
+    @contextmanager
+    def transaction(self, **tables: Any) -> Iterator[duckdb.DuckDBPyConnection]:
+        """BEGIN ... COMMIT (ROLLBACK on any error), with the given Arrow tables registered as
+        views under their keyword names while it lasts."""
+        con = self.con
+        con.execute("BEGIN")
+        try:
+            for name, table in tables.items():
+                con.register(name, table)
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            for name in tables:
+                con.unregister(name)
+        con.execute("COMMIT")
 
     def count(self, table: str) -> int:
         row = self.con.execute(f"SELECT count(*) FROM {table}").fetchone()
