@@ -105,7 +105,7 @@ def select(store: Store, cfg: Config) -> Selection:
     candidates = _candidates(store)
     judged, fstats = filters.apply(candidates, cfg.filter)
     sel.summary["filter"] = fstats.as_dict()
-    count = counter("approx" if cfg.filter.tokenizer == "approx" else cfg.filter.tokenizer)
+    count = counter(cfg.filter.tokenizer)
     rows: dict[str, tuple[dict[str, Any], int]] = {}
     passed = [c for c, reason in judged if reason is None]
     built = [export.build_row(c.messages, c.tools, cfg.export) for c in passed]
@@ -234,8 +234,7 @@ def write_dataset(store: Store, cfg: Config, sel: Selection, out: Path, summary:
         (folder / "README.md").write_text(report.dataset_card(manifest, payload), encoding="utf-8")
         return manifest
 
-    folder = export.write_version(out, version, files, finish)
-    manifest = DatasetManifest.model_validate_json((folder / "manifest.json").read_bytes())
+    folder, manifest = export.write_version(out, version, files, finish)
     store.con.execute(
         "INSERT OR REPLACE INTO dataset_versions (version, parent_version, content_hash, config_hash, path, "
         "train_rows, holdout_rows, manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

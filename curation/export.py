@@ -161,10 +161,10 @@ def write_version(
     version: int,
     files: dict[str, bytes],
     finish: Callable[[Path, dict[str, FileEntry]], DatasetManifest],
-) -> Path:
+) -> tuple[Path, DatasetManifest]:
     """Write a version folder atomically: the files (and whatever `finish` writes beside them,
     which returns the manifest) go to a temporary folder that is renamed into place, then
-    `root/latest` is switched to it."""
+    `root/latest` is switched to it. Returns the version folder and its manifest."""
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"v{version:04d}"
     tmp = root / f".{final.name}.tmp-{os.getpid()}"
@@ -193,4 +193,4 @@ def write_version(
         link.unlink()
     link.symlink_to(final.name)
     os.replace(link, root / "latest")
-    return final
+    return final, manifest

@@ -20,10 +20,10 @@ from typing import Any
 from curation import tokens
 from curation.stats import StageStats
 from schemas.config import FilterConfig
+from schemas.trace import ROLES
 
 PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*_\d+>")
 _WORD = re.compile(r"\w+", re.UNICODE)
-KNOWN_ROLES = ("system", "user", "assistant", "tool")
 TRUNCATED = ("length", "max_tokens", "max_output_tokens")
 NEGATIVE = ("down", "bad", "negative", "thumbs_down", "thumbsdown", "no")
 
@@ -145,7 +145,7 @@ def select_metadata(t: Candidate, ctx: Context) -> str | None:
 
 
 def unknown_role(t: Candidate, ctx: Context) -> str | None:
-    return "unknown_role" if any(m.get("role") not in KNOWN_ROLES for m in t.messages) else None
+    return "unknown_role" if any(m.get("role") not in ROLES for m in t.messages) else None
 
 
 def no_assistant(t: Candidate, ctx: Context) -> str | None:

@@ -128,8 +128,9 @@ def assign(
     fresh: dict[str, list[tuple[float, int]]] = defaultdict(list)
     holdout_in: Counter[str] = Counter()
     total_in: Counter[str] = Counter()
+    strata = {root: _stratum(members, idx, cfg.stratify_tag) for root, idx in components.items()}
     for root, idx in components.items():
-        stratum = _stratum(members, idx, cfg.stratify_tag)
+        stratum = strata[root]
         total_in[stratum] += 1
         earlier = [previous[members[i].trace_id] for i in idx if members[i].trace_id in previous]
         if earlier:
@@ -168,9 +169,8 @@ def assign(
             out[members[i].trace_id] = side[root]
         stats.groups_train += side[root] == TRAIN
         stats.groups_holdout += side[root] == HOLDOUT
-        stratum = _stratum(members, idx, cfg.stratify_tag)
         if cfg.stratify_tag:
-            stats.strata.setdefault(stratum, {TRAIN: 0, HOLDOUT: 0})[side[root]] += len(idx)
+            stats.strata.setdefault(strata[root], {TRAIN: 0, HOLDOUT: 0})[side[root]] += len(idx)
     stats.sticky = sum(1 for m in members if m.trace_id in previous)
     stats.train = sum(1 for s in out.values() if s == TRAIN)
     stats.holdout = n - stats.train

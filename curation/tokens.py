@@ -45,8 +45,10 @@ def _tokenizer_file(spec: str) -> Path:
     return path
 
 
+@lru_cache(maxsize=4)
 def counter(spec: str) -> Callable[[list[str]], list[int]]:
-    """A function counting the tokens of each text in a list, for the tokenizer named by `spec`."""
+    """A function counting the tokens of each text in a list, for the tokenizer named by `spec`
+    (built once per process: the filter and the export checks share it)."""
     if spec == "approx":
         return lambda texts: [approx_count(t) for t in texts]
     from tokenizers import Tokenizer
