@@ -39,7 +39,8 @@ def build_sample_dataset(out: Path, holdout_share: float = 0.1) -> Path:
     from schemas.config import load_config
     from schemas.dataset import DatasetManifest, FileEntry, sha256_file
 
-    short_prompt = load_config().export.system_prompt_text or "Triage the support email into a JSON ticket."
+    demo = load_config(ROOT / "data" / "demo.yaml")
+    short_prompt = demo.export.system_prompt_text or "Triage the support email into a JSON ticket."
     seen: set[str] = set()
     splits: dict[str, list[tuple[str, dict[str, Any]]]] = {"train": [], "holdout": []}
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "s.duckdb") as store:

@@ -17,6 +17,7 @@ import orjson
 import pyarrow as pa
 
 from curation import dedupe, export, filters, leakgate, redact, report, split
+from curation.fields import exported_fields
 from curation.store import Store
 from curation.tokens import counter
 from schemas.config import Config, config_hash
@@ -25,15 +26,46 @@ from schemas.dataset import TRACE_IDS, DatasetManifest, FileEntry, InputFile
 DEDUPE_REASON = {"exact": "exact_duplicate", "prefix": "prefix_of", "near": "near_duplicate"}
 
 
-def leak_check(store: Store) -> int:
-    """Run the leak gate over the redacted messages of every kept trace; raises LeakError on a hit.
-    Returns the number of traces checked."""
-    rows = store.con.execute(
-        "SELECT r.trace_id, r.messages, r.tools FROM redacted_messages r JOIN traces USING (trace_id) "
-        "WHERE r.trace_id NOT IN (SELECT trace_id FROM dup_clusters WHERE reason IS NOT NULL) ORDER BY r.trace_id"
-    ).fetchall()
-    leakgate.check(rows)
-    return len(rows)
+class EmptyStoreError(ValueError):
+    """The store holds no traces: there is nothing to curate yet."""
+
+
+MAX_LISTED_LEAKS = 100  # leak-gate hits listed by id in the summary (all are in `quarantine`)
+
+
+def leak_gate(store: Store, mode: str) -> dict[str, Any]:
+    """Scan the redacted text of every trace kept by dedupe with the leak gate. `quarantine`: each
+    trace with a hit is quarantined (stage `leak_gate`, reason = its first entity type; the message
+    names the fields and types, never the values) and the run goes on; `fail`: raise LeakError.
+    Returns the counts and the flagged trace ids with their entity types. `off` clears earlier hits."""
+    rows = (
+        []
+        if mode == "off"
+        else store.con.execute(
+            "SELECT r.trace_id, r.messages, r.tools FROM redacted_messages r JOIN traces USING (trace_id) "
+            "WHERE r.trace_id NOT IN (SELECT trace_id FROM dup_clusters WHERE reason IS NOT NULL) ORDER BY r.trace_id"
+        ).fetchall()
+    )
+    leaks: dict[str, list[str]] = {}
+    failures = []
+    for trace_id, messages, tools in rows:
+        found: dict[str, list[str]] = {}
+        for i, name, text in exported_fields(orjson.loads(messages), orjson.loads(tools) if tools else None):
+            for entity, _, _ in leakgate.scan(text) if text else []:
+                where = "tools" if i < 0 else f"messages[{i}].{name}"
+                found.setdefault(entity, [])
+                if where not in found[entity]:
+                    found[entity].append(where)
+        if found:
+            leaks[trace_id] = list(found)
+            detail = "; ".join(f"{e} in {', '.join(w)}" for e, w in found.items())
+            failures.append((trace_id, next(iter(found)), f"leak gate: still present after redaction: {detail}"))
+    if leaks and mode == "fail":
+        raise leakgate.LeakError(leaks)
+    with store.transaction():
+        store.quarantine_traces("leak_gate", failures)
+    listed = [{"trace_id": t, "types": types} for t, types in list(leaks.items())[:MAX_LISTED_LEAKS]]
+    return {"mode": mode, "checked": len(rows), "leaks": len(leaks), "quarantined": listed}
 
 
 @dataclass
@@ -47,7 +79,13 @@ class Selection:
 
 
 def _candidates(store: Store) -> list[filters.Candidate]:
-    kept = set(dedupe.kept_ids(store))
+    quarantined = {
+        r[0]
+        for r in store.con.execute(
+            "SELECT trace_id FROM quarantine WHERE stage <> 'ingest' AND trace_id IS NOT NULL"
+        ).fetchall()
+    }
+    kept = set(dedupe.kept_ids(store)) - quarantined
     rows = store.con.execute(
         "SELECT t.trace_id, r.messages, r.tools, t.model, t.tags, t.metadata, t.created_at, t.finish_reason, "
         "t.error, t.feedback FROM traces t JOIN redacted_messages r USING (trace_id) ORDER BY t.trace_id"
@@ -270,10 +308,15 @@ def run(store: Store, config: Config, out: Path | None = None) -> dict[str, Any]
     """Run the curation stages; with `out`, write a dataset version there. Returns each stage's
     counts (the `--json` summary)."""
     summary: dict[str, Any] = {"traces": store.count("traces")}
+    if not summary["traces"]:
+        raise EmptyStoreError(
+            f"{store.path}: no traces to curate yet; ingest some first: tracetune ingest PATH... --db {store.path}"
+        )
     summary["dedupe"] = dedupe.run(store, config.dedupe).as_dict()
     summary["redact"] = redact.run(store, config.redact).as_dict()
-    if config.redact.leak_gate:
-        summary["leak_gate"] = {"checked": leak_check(store), "leaks": 0}
+    gate = leak_gate(store, config.redact.leak_gate)
+    if gate["mode"] != "off":
+        summary["leak_gate"] = gate
     return finish(store, config, out, summary)
 
 

@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from curation import dedupe, redact
-from curation.curate import finish, leak_check
+from curation.curate import EmptyStoreError, finish, leak_gate
 from curation.store import Store
 from flows.ingest import ingest_task
 from schemas.config import load_config
@@ -29,9 +29,9 @@ def redact_task(db: str, config: str | None) -> dict[str, Any]:
 
 
 @task(name="leak-gate", cache_policy=NO_CACHE)
-def leak_gate_task(db: str) -> int:
+def leak_gate_task(db: str, mode: str) -> dict[str, Any]:
     with Store(db) as store:
-        return leak_check(store)
+        return leak_gate(store, mode)
 
 
 @task(name="filter-split-export", cache_policy=NO_CACHE)
@@ -53,35 +53,68 @@ def curate_flow(
     summary: dict[str, Any] = {}
     if paths:
         summary["ingest"] = ingest_task(paths, db, "auto", config)
+    with Store(db) as store:
+        if not store.count("traces"):
+            raise EmptyStoreError(f"{db}: no traces to curate yet; ingest some first (curate_flow(paths=[...]))")
     summary["dedupe"] = dedupe_task(db, config)
     summary["redact"] = redact_task(db, config)
-    if load_config(config).redact.leak_gate:
-        summary["leak_gate"] = {"checked": leak_gate_task(db), "leaks": 0}
+    gate = leak_gate_task(db, load_config(config).redact.leak_gate)
+    if gate["mode"] != "off":
+        summary["leak_gate"] = gate
+        if gate["leaks"]:
+            logger.warning(
+                "leak gate quarantined %s trace(s) whose redacted text still holds PII or secrets: %s",
+                gate["leaks"],
+                ", ".join(f"{q['trace_id']} ({', '.join(q['types'])})" for q in gate["quarantined"][:20]),
+            )
+            create_table_artifact(
+                [{"trace_id": q["trace_id"], "entity_types": ", ".join(q["types"])} for q in gate["quarantined"]],
+                key="leak-gate-quarantine",
+                description=f"Traces quarantined by the leak gate ({gate['leaks']}; ids and entity types only)",
+            )
     summary = finish_task(db, config, out, {"traces": summary.get("dedupe", {}).get("traces", 0), **summary})
-    d, r, f = summary["dedupe"], summary["redact"], summary["filter"]
+    d, r = summary["dedupe"], summary["redact"]
     logger.info("dedupe kept %s of %s; redacted %s traces", d["kept"], d["traces"], r["redacted"])
     create_table_artifact(
         [{"entity": k, "found": v} for k, v in sorted(r["entities"].items())] or [{"entity": "-", "found": 0}],
         key="pii-entity-counts",
         description="PII and secrets found by the redact stage",
     )
-    create_markdown_artifact(
-        f"# Curation\n\n| stage | in | kept | dropped |\n|---|---|---|---|\n"
-        f"| dedupe | {d['traces']} | {d['kept']} | exact {d['exact_duplicates']}, prefix_of {d['prefix_of']}, "
-        f"near {d['near_duplicates']} |\n| redact | {r['traces']} | {r['redacted'] + r['already_redacted']} | "
-        f"quarantined {r['quarantined']} |\n"
-        f"| filter | {f['traces']} | {f['kept']} | "
-        + ", ".join(f"{k} {v}" for k, v in sorted(f["reasons"].items()))
-        + f" |\n| split | {summary['train'] + summary['holdout']} | train {summary['train']}, "
-        f"holdout {summary['holdout']} | leakage check passed |\n\n"
-        + (
-            f"Dataset version {summary['dataset']['version']}"
-            f"{'' if summary['dataset']['changed'] else ' (unchanged)'}: `{summary['dataset']['path']}` "
-            "(report.html, manifest.json, train.jsonl, holdout.jsonl)\n"
-            if "dataset" in summary
-            else ""
-        ),
-        key="curation-summary",
-        description="Curation funnel",
-    )
+    create_markdown_artifact(_funnel_markdown(summary), key="curation-summary", description="Curation funnel")
     return summary
+
+
+def _funnel_markdown(summary: dict[str, Any]) -> str:
+    """The curation funnel as the Markdown table of the `curation-summary` artifact."""
+    d, r, f = summary["dedupe"], summary["redact"], summary["filter"]
+    rows = [
+        (
+            "dedupe",
+            d["traces"],
+            d["kept"],
+            f"exact {d['exact_duplicates']}, prefix_of {d['prefix_of']}, near {d['near_duplicates']}",
+        ),
+        ("redact", r["traces"], r["redacted"] + r["already_redacted"], f"quarantined {r['quarantined']}"),
+    ]
+    if "leak_gate" in summary:
+        g = summary["leak_gate"]
+        rows.append(("leak gate", g["checked"], g["checked"] - g["leaks"], f"quarantined {g['leaks']}"))
+    rows.append(("filter", f["traces"], f["kept"], ", ".join(f"{k} {v}" for k, v in sorted(f["reasons"].items()))))
+    rows.append(
+        (
+            "split",
+            summary["train"] + summary["holdout"],
+            f"train {summary['train']}, holdout {summary['holdout']}",
+            "leakage check passed",
+        )
+    )
+    lines = ["# Curation", "", "| stage | in | kept | dropped |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {e or '-'} |" for a, b, c, e in rows]
+    if "dataset" in summary:
+        ds = summary["dataset"]
+        lines += [
+            "",
+            f"Dataset version {ds['version']}{'' if ds['changed'] else ' (unchanged)'}: `{ds['path']}` "
+            "(report.html, manifest.json, train.jsonl, holdout.jsonl)",
+        ]
+    return "\n".join(lines) + "\n"

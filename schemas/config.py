@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from schemas.evaluation import EvalConfig
 from schemas.trace import field_path
 from schemas.training import TrainConfig
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "data" / "tracetune.yaml"
 DEFAULT_DB = Path("data/tracetune.duckdb")  # relative to the working directory, like --db
 
 
@@ -98,7 +98,18 @@ class RedactConfig(_Section):
         ge=0,
         description="longer texts (logs, pasted documents) get pattern recognizers only, no NER",
     )
-    leak_gate: bool = Field(default=True, description="independent high-precision scan of everything exported")
+    leak_gate: Literal["quarantine", "fail", "off"] = Field(
+        default="quarantine",
+        description="scan of everything exported after redaction: quarantine the traces it flags (the run goes "
+        "on), fail the run (exit 3), or off (true/false of older configs mean fail/off)",
+    )
+
+    @field_validator("leak_gate", mode="before")
+    @classmethod
+    def _leak_gate_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return "fail" if value else "off"
+        return value
 
 
 REFUSAL_PATTERNS = [
@@ -128,13 +139,13 @@ class FilterConfig(_Section):
         description="token counting: base (the embedded model's tokenizer), approx, or a tokenizer.json / model dir",
     )
     min_tokens: int = Field(default=8, ge=0, description="fewest tokens in a conversation (too_short)")
-    max_tokens: int = Field(default=4096, ge=1, description="most tokens in a conversation (too_long)")
+    max_tokens: int = Field(default=16384, ge=1, description="most tokens in a conversation (too_long)")
     max_repetition: float = Field(
         default=0.3, gt=0, le=1, description="share of repeated word n-grams in assistant text above which it loops"
     )
     repetition_ngram: int = Field(default=3, ge=1, le=10, description="n of the n-grams the repetition rule counts")
     languages: list[str] = Field(
-        default=["en"], description="ISO 639-1 codes allowed for user/assistant text; empty = any language"
+        default_factory=list, description="ISO 639-1 codes allowed for user/assistant text; empty = any language"
     )
     language_min_chars: int = Field(default=40, ge=0, description="shorter texts are not language-checked")
     max_redacted_share: float = Field(
@@ -190,7 +201,7 @@ class ExportConfig(_Section):
         default="keep", description="keep the production system prompt, drop it, or replace it with system_prompt_text"
     )
     system_prompt_text: str | None = Field(default=None, description="the short prompt used by system_prompt: replace")
-    max_row_tokens: int = Field(default=4096, ge=1, description="rows over this many tokens fail validation")
+    max_row_tokens: int = Field(default=16384, ge=1, description="rows over this many tokens fail validation")
     name: str = Field(default="tracetune", description="dataset name in the manifest and dataset card")
 
     @model_validator(mode="after")
@@ -218,8 +229,10 @@ class ConfigError(ValueError):
 
 
 def load_config(path: str | Path | None = None) -> Config:
-    """Load and validate a YAML config (the embedded default when `path` is None)."""
-    p = Path(path) if path else DEFAULT_CONFIG
+    """Load and validate a YAML config; without `path`, the defaults (`Config()`)."""
+    if not path:
+        return Config()
+    p = Path(path)
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
@@ -251,6 +264,7 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
     return model
 
 
-def config_hash(config: Config) -> str:
-    """Stable short hash of a config, recorded in every output it produces."""
-    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
+def config_hash(config: BaseModel) -> str:
+    """Stable short hash of a config (key order does not matter), recorded in every output it produces."""
+    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "data" / "demo.yaml"  # the sample app's settings
 SYSTEM = "You are the triage assistant of an outdoor gear shop. Answer with one JSON ticket."
 
 

@@ -92,8 +92,8 @@ def test_curate_json_summary_and_leak_exit_code(tmp_path):
     out = json.loads(p.stdout)
     assert out["dataset"]["version"] == 1 and (tmp_path / "ds" / "latest" / "manifest.json").is_file()
     assert out["dedupe"]["exact_duplicates"] == 1 and out["redact"]["entities"]["SECRET"] == 1
-    assert out["leak_gate"] == {"checked": 1, "leaks": 0}
+    assert out["leak_gate"] == {"mode": "quarantine", "checked": 1, "leaks": 0, "quarantined": []}
     cfg = tmp_path / "nosecrets.yaml"
-    cfg.write_text("redact:\n  entities: [PERSON]\n")
+    cfg.write_text("redact:\n  entities: [PERSON]\n  leak_gate: fail\n")
     leak = run("curate", "--db", str(db), "--config", str(cfg), "--out", str(tmp_path / "ds"))
     assert leak.returncode == 3 and "openai_chat:" in leak.stderr and "SECRET" in leak.stderr

@@ -18,7 +18,7 @@ from curation import curate, export, split
 from curation.store import Store
 from schemas.config import Config, ExportConfig, load_config
 from schemas.dataset import DatasetError, load_manifest
-from tests.helpers import chat_log, convo, write_jsonl
+from tests.helpers import DEMO_CONFIG, chat_log, convo, write_jsonl
 
 WORDS = [
     *("parcel", "tent", "jacket", "boots", "refund", "invoice", "tracking", "zipper", "stove", "lantern"),
@@ -59,7 +59,7 @@ def records(seed: int, n: int, prefix: str) -> list[dict[str, Any]]:
 
 
 def config(tmp: Path, **export_kw: Any) -> Config:
-    cfg = load_config()
+    cfg = load_config(DEMO_CONFIG)
     cfg.redact.workers = 1
     cfg.filter.expect_json_schema = None
     cfg.split.min_holdout = 3
@@ -254,13 +254,13 @@ def test_near_duplicates_across_the_split_are_found() -> None:
     sides = {"t0": "train", "t1": "holdout", "t2": "train", "t3": "holdout"}
     with pytest.raises(split.LeakageError, match=r"near-duplicate pair t0 \(train\) ~ t1 \(holdout\)"):
         split.check(members, sides, sig, 0.7)
-    assigned, _ = split.assign(members, load_config().split.model_copy(update={"min_holdout": 0}), {}, sig)
+    assigned, _ = split.assign(members, load_config(DEMO_CONFIG).split.model_copy(update={"min_holdout": 0}), {}, sig)
     assert assigned["t0"] == assigned["t1"]  # the split itself keeps near-duplicates together
     assert split.check(members, assigned, sig, 0.7) >= 1
 
 
 def test_split_fractions_stratification_and_bounds() -> None:
-    cfg = load_config().split
+    cfg = load_config(DEMO_CONFIG).split
     members = [split.Member(f"t{i:04d}", tags=[f"category:{'a' if i % 4 else 'b'}"]) for i in range(2000)]
     _, stats = split.assign(members, cfg.model_copy(update={"stratify_tag": "category:"}), {})
     assert stats.holdout == 200

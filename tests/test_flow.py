@@ -32,15 +32,15 @@ def test_curate_flow_runs_the_stages_and_publishes_pii_counts(tmp_path):
     from prefect.artifacts import Artifact
 
     from flows.curate import curate_flow
-    from tests.helpers import chat_log, convo, write_jsonl
+    from tests.helpers import DEMO_CONFIG, chat_log, convo, write_jsonl
 
     email = "Hi, this is Maria Garcia, reach me at maria.g@example.com about order NW-123456. Thanks"
     recs = [chat_log("a", convo(email), '{"priority": "high"}'), chat_log("b", convo(email), '{"priority": "high"}')]
     src = write_jsonl(tmp_path / "in.jsonl", recs)
-    summary = curate_flow([str(src)], str(tmp_path / "c.duckdb"), out=str(tmp_path / "ds"))
+    summary = curate_flow([str(src)], str(tmp_path / "c.duckdb"), str(DEMO_CONFIG), out=str(tmp_path / "ds"))
     assert summary["ingest"]["accepted"] == 2
     assert summary["dedupe"]["exact_duplicates"] == 1 and summary["redact"]["redacted"] == 1
-    assert summary["leak_gate"] == {"checked": 1, "leaks": 0}
+    assert summary["leak_gate"] == {"mode": "quarantine", "checked": 1, "leaks": 0, "quarantined": []}
     assert summary["dataset"]["version"] == 1 and summary["filter"]["reasons"] == {"schema_mismatch": 1}
     assert (tmp_path / "ds" / "v0001" / "report.html").is_file()
     funnel = Artifact.get("curation-summary")

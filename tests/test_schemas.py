@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from schemas.config import Config, ConfigError, config_hash, load_config
 from schemas.trace import Trace, describe_errors
+from tests.helpers import DEMO_CONFIG
 
 
 def trace(**over) -> dict:
@@ -69,8 +70,9 @@ def test_naive_timestamps_are_refused():
 
 def test_config_defaults_and_errors(tmp_path):
     cfg = load_config()
-    assert cfg.ingest.max_record_bytes == 10 * 1024 * 1024
-    assert config_hash(cfg) == config_hash(load_config()) != config_hash(Config())
+    assert cfg == Config() and cfg.ingest.max_record_bytes == 10 * 1024 * 1024
+    demo = load_config(DEMO_CONFIG)
+    assert config_hash(cfg) == config_hash(Config()) != config_hash(demo)
     bad = tmp_path / "c.yaml"
     bad.write_text("ingest:\n  batch_size: 0\n")
     with pytest.raises(ConfigError, match=r"c\.yaml: ingest\.batch_size: Input should be greater than or equal to 1"):

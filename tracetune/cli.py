@@ -15,6 +15,8 @@ from rich.table import Table
 
 from curation.ingest.formats import NAMES, help_text
 from schemas.config import DEFAULT_DB, ConfigError, load_config
+from tracetune import config_cmd
+from tracetune.output import curate_summary, err, ingest_summary, print_eval_summary, train_summary
 
 if TYPE_CHECKING:
     from curation.ingest.run import IngestStats
@@ -22,7 +24,9 @@ if TYPE_CHECKING:
 # The heavy modules (DuckDB, the ingest pipeline) are imported inside the commands: parser worker
 # processes re-import this module when they start, and should not pay for them.
 
-SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
+DATA = Path(__file__).resolve().parent.parent / "data"  # in a checkout: the demo's samples and config
+SAMPLES = DATA / "samples"
+DEMO_CONFIG = DATA / "demo.yaml"
 
 app = typer.Typer(
     help="Turn production LLM chat traces into fine-tuning datasets and LoRA adapters.\n\n"
@@ -31,7 +35,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True, emoji=False)
+app.command("init")(config_cmd.init)
+app.add_typer(config_cmd.app, name="config")
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -71,29 +76,9 @@ def _run_ingest(paths: list[Path], db: Path, fmt: str, config: Path | None, quie
         raise AssertionError from exc  # unreachable: _fail exits
 
 
-def _summary(stats: IngestStats, db: Path) -> None:
-    out = Console(emoji=False)
-    out.print(
-        f"[bold]ingested[/] {stats.files} file(s) into {db} in {stats.seconds:.1f}s "
-        f"({stats.files_skipped} unchanged, skipped)"
-    )
-    t = Table(show_header=True, header_style="bold")
-    t.add_column("records", justify="right")
-    t.add_column("accepted", justify="right")
-    t.add_column("already present", justify="right")
-    t.add_column("quarantined", justify="right")
-    t.add_row(str(stats.records), str(stats.accepted), str(stats.already_present), str(stats.quarantined))
-    out.print(t)
-    if stats.by_format:
-        out.print("accepted by format: " + ", ".join(f"{k} {v}" for k, v in stats.by_format.most_common()))
-    if stats.quarantine_reasons:
-        out.print("quarantined by reason: " + ", ".join(f"{k} {v}" for k, v in stats.quarantine_reasons.most_common()))
-        out.print(f"see them with: tracetune quarantine --db {db}")
-
-
 DbOpt = Annotated[Path, typer.Option("--db", help="DuckDB database file (created if missing).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object with the counts on stdout.")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML config (default: data/tracetune.yaml).")]
+ConfigOpt = config_cmd.ConfigOpt
 
 
 @app.command("ingest")
@@ -117,7 +102,7 @@ def ingest_cmd(
     if as_json:
         sys.stdout.write(json.dumps({"db": str(db), **stats.as_dict()}) + "\n")
     else:
-        _summary(stats, db)
+        ingest_summary(stats, db)
 
 
 OutOpt = Annotated[
@@ -138,16 +123,24 @@ def curate(
 
     Writes OUT/vNNNN/{train,holdout}.jsonl, trace_ids.json, manifest.json, README.md (dataset
     card), report.html and report.json, only when the rows changed since the latest version.
-    A leak-gate hit (exit 3) or a train/holdout leak (exit 4) stops the run with the trace ids."""
+    A trace the leak gate flags (PII or a secret left after redaction) is quarantined, listed by id
+    and entity type, and the run goes on (exit 0 with a warning); with redact.leak_gate: fail it
+    stops the run (exit 3). A train/holdout leak (exit 4) stops the run with the trace ids.
+    An empty store (nothing ingested yet) is an error (exit 2)."""
     summary = _run_curate(db, config, out)
     if as_json:
         sys.stdout.write(json.dumps({"db": str(db), **summary}) + "\n")
+        if summary.get("leak_gate", {}).get("leaks"):
+            from tracetune.output import leak_warning
+
+            leak_warning(summary["leak_gate"])
     else:
-        _curate_summary(summary)
+        curate_summary(summary)
 
 
 def _run_curate(db: Path, config: Path | None, out: Path | None) -> dict[str, Any]:
     from curation import curate as curate_lib
+    from curation.curate import EmptyStoreError
     from curation.leakgate import LeakError
     from curation.split import LeakageError
     from curation.store import Store, StoreError
@@ -161,61 +154,26 @@ def _run_curate(db: Path, config: Path | None, out: Path | None) -> dict[str, An
         _fail(str(exc), code=3)
     except LeakageError as exc:
         _fail(str(exc), code=4)
+    except EmptyStoreError as exc:
+        _fail(str(exc))
     except (StoreError, ConfigError, ValueError, WorkerError, OSError) as exc:
         _fail(str(exc))
     raise AssertionError("unreachable")
 
 
-def _curate_summary(summary: dict[str, Any]) -> None:
-    out = Console(emoji=False)
-    d, r, f = summary["dedupe"], summary["redact"], summary["filter"]
-    t = Table(title="curation", header_style="bold")
-    for col in ("stage", "in", "kept", "dropped / found", "seconds"):
-        t.add_column(col, justify="left" if col == "stage" else "right")
-    dropped = d["exact_duplicates"] + d["prefix_of"] + d["near_duplicates"]
-    t.add_row(
-        "dedupe",
-        str(d["traces"]),
-        str(d["kept"]),
-        f"exact {d['exact_duplicates']}, prefix_of {d['prefix_of']}, near {d['near_duplicates']} (total {dropped})",
-        f"{d['seconds']:.1f}",
-    )
-    found = ", ".join(f"{k} {v}" for k, v in sorted(r["entities"].items(), key=lambda kv: -kv[1]))
-    t.add_row(
-        "redact", str(r["traces"]), str(r["redacted"] + r["already_redacted"]), found or "-", f"{r['seconds']:.1f}"
-    )
-    if "leak_gate" in summary:
-        t.add_row(
-            "leak gate", str(summary["leak_gate"]["checked"]), str(summary["leak_gate"]["checked"]), "0 leaks", ""
-        )
-    reasons = ", ".join(f"{k} {v}" for k, v in sorted(f["reasons"].items(), key=lambda kv: -kv[1]))
-    t.add_row("filter", str(f["traces"]), str(f["kept"]), reasons or "-", f"{f['seconds']:.1f}")
-    x = summary["export_checks"]
-    bad = ", ".join(f"{k} {v}" for k, v in x["reasons"].items())
-    t.add_row("export checks", str(x["rows"]), str(x["valid"]), bad or "-", "")
-    s = summary["split"]
-    t.add_row(
-        "split",
-        str(s["train"] + s["holdout"]),
-        f"{s['train']} / {s['holdout']}",
-        f"train / holdout; {s['sticky']} kept their side; leakage check passed",
-        f"{s['seconds']:.1f}",
-    )
-    out.print(t)
-    if "dataset" in summary:
-        ds = summary["dataset"]
-        what = "new version" if ds["changed"] else "unchanged, still version"
-        out.print(f"dataset: {what} {ds['version']} at {ds['path']} (report.html there)")
-
-
 @app.command()
-def rules(as_json: JsonOpt = False) -> None:
+def rules(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """List the quality rules in the order they run, with their reason codes, config keys
-    (section `filter:`) and defaults. The first rule that drops a trace gives its reason."""
+    (section `filter:`) and the values in effect (the defaults, or those of --config). The first
+    rule that drops a trace gives its reason."""
     from curation.filters import RULES
-    from schemas.config import FilterConfig
 
-    defaults = FilterConfig().model_dump(mode="json")
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        _fail(str(exc))
+        raise AssertionError from exc
+    defaults = cfg.filter.model_dump(mode="json")
     rows = [
         {
             "rule": r.name,
@@ -230,7 +188,7 @@ def rules(as_json: JsonOpt = False) -> None:
         sys.stdout.write(json.dumps({"rules": rows, "disabled_by_key": "filter.disabled"}) + "\n")
         return
     t = Table(title="quality rules (config section filter:)", header_style="bold", show_lines=True)
-    for col in ("rule", "group", "reason codes", "config keys = default", "what it drops"):
+    for col in ("rule", "group", "reason codes", "config keys = value", "what it drops"):
         t.add_column(col)
     for row in rows:
         keys = "\n".join(f"{k} = {json.dumps(v)[:60]}" for k, v in row["keys"].items()) or "-"
@@ -258,19 +216,7 @@ def train(
     if as_json:
         sys.stdout.write(json.dumps(summary) + "\n")
         return
-    _print_train(result)
-
-
-def _print_train(result: Any) -> None:
-    r = result.run
-    rows = r["rows"]["train"]
-    Console(emoji=False).print(
-        f"[bold]adapter[/] {escape(str(result.adapter_dir))}: {r['steps']} steps on {r['device']['type']} in "
-        f"{r['wall_seconds']:.0f}s ({r['tokens_per_s'] or 0:.0f} tok/s); train loss {r['train_loss']:.3f}, "
-        f"eval loss {r['eval_loss'] if r['eval_loss'] is None else round(r['eval_loss'], 3)}; "
-        f"rows {rows['kept']}/{rows['rows']} (truncated {rows['truncated']}, dropped: cut off "
-        f"{rows['dropped_truncated']}, nothing to learn {rows['no_trainable']})"
-    )
+    train_summary(result)
 
 
 def _run_train(
@@ -382,27 +328,6 @@ def _run_evaluate(
     return result
 
 
-def print_eval_summary(report: dict[str, Any], out_dir: Path) -> None:
-    """The eval verdict and metrics table on the terminal (also the end of `tracetune demo`)."""
-    v = report["verdict"]
-    t = Table(title=f"base vs adapter on {report['n']} holdout examples", header_style="bold")
-    for col in ("metric", "n", "base", "adapter", "adapter - base", "95% interval"):
-        t.add_column(col, justify="left" if col == "metric" else "right")
-    for name, m in report["metrics"].items():
-        if m["base"] is None:
-            t.add_row(name, str(m["n"]), "-", "-", "-", "-")
-        else:
-            ci = f"[{m['ci'][0]:+.3f}, {m['ci'][1]:+.3f}]"
-            t.add_row(name, str(m["n"]), f"{m['base']:.3f}", f"{m['adapter']:.3f}", f"{m['diff']:+.3f}", ci)
-    c = Console(emoji=False)
-    c.print(t)
-    word = "[bold green]promote[/]" if v["promote"] else "[bold red]do not promote[/]"
-    c.print(f"verdict: {word}")
-    for r in v["reasons"]:
-        c.print(f"  - {escape(r)}")
-    c.print(f"report: {escape(str(out_dir / 'eval.html'))}")
-
-
 @app.command()
 def quarantine(
     db: DbOpt = DEFAULT_DB,
@@ -428,32 +353,39 @@ def quarantine(
             sys.stdout.write(json.dumps(dict(zip(keys, r, strict=True))) + "\n")
         return
     t = Table(header_style="bold")
-    for col in ("file:line", "code", "message"):
-        t.add_column(col)
+    t.add_column("file:line", overflow="fold")
+    t.add_column("code", no_wrap=True)
+    t.add_column("message", overflow="fold")
     for f, n, c, m, _ in found:
-        t.add_row(f"{f}:{n}", c, m)
+        t.add_row(escape(f"{Path(f).name}:{n}"), c, escape(m))
     Console(emoji=False).print(t)
+    folders = sorted({str(Path(f).parent) for f, *_ in found})
+    if folders:
+        Console(emoji=False).print(f"in: {escape(', '.join(folders))} (full paths with --json)", highlight=False)
 
 
 @app.command()
 def demo(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
-    """Run the main job on the embedded sample traces (data/samples) with the default config: ingest,
-    curate (dedupe, redact, leak gate, rules, split, export) into data/dataset, train a LoRA adapter
-    of the embedded SmolLM2-135M-Instruct on the latest version, and evaluate base vs adapter on its
-    holdout (same short system prompt on both sides)."""
+    """Run the main job on the embedded sample traces (data/samples of a checkout) with the demo's config
+    (data/demo.yaml: the sample app's JSON schema, prompt, language and ids): ingest, curate (dedupe,
+    redact, leak gate, rules, split, export) into data/dataset, train a LoRA adapter of the embedded
+    SmolLM2-135M-Instruct on the latest version, and evaluate base vs adapter on its holdout (same short
+    system prompt on both sides)."""
     from training.evaluate import summary as eval_summary
 
-    stats = _run_ingest([SAMPLES], db, "auto", None, quiet=False)
-    summary = _run_curate(db, None, DEFAULT_OUT)
+    if not (SAMPLES.is_dir() and DEMO_CONFIG.is_file()):
+        _fail(f"{SAMPLES} or {DEMO_CONFIG} not found: the demo runs from a checkout of the repository (make demo)")
+    stats = _run_ingest([SAMPLES], db, "auto", DEMO_CONFIG, quiet=False)
+    summary = _run_curate(db, DEMO_CONFIG, DEFAULT_OUT)
     if not as_json:
-        _summary(stats, db)
-        _curate_summary(summary)
-    trained, result = _run_train(DEFAULT_OUT, None, None, None, db, False, False)
+        ingest_summary(stats, db)
+        curate_summary(summary)
+    trained, result = _run_train(DEFAULT_OUT, DEMO_CONFIG, None, None, db, False, False)
     if not as_json:
-        _print_train(result)
-    evaluated = _run_evaluate(result.adapter_dir, DEFAULT_OUT, None, None, None, db)
+        train_summary(result)
+    evaluated = _run_evaluate(result.adapter_dir, DEFAULT_OUT, DEMO_CONFIG, None, None, db)
     if as_json:
-        payload = {"db": str(db), "ingest": stats.as_dict(), **summary, "train": trained}
+        payload = {"db": str(db), "ingest": stats.as_dict(), "curate": summary, "training": trained}
         payload["evaluate"] = eval_summary(evaluated.report)
         sys.stdout.write(json.dumps(payload) + "\n")
         return

@@ -1,0 +1,63 @@
+"""`tracetune init` (a commented starter config) and `tracetune config show` (the effective config)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.markup import escape
+
+from schemas.config import ConfigError, config_hash, load_config
+from schemas.starter import starter_yaml
+from tracetune.output import err
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="YAML config (default: the built-in defaults; `tracetune init` writes them)."),
+]
+
+app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True, add_completion=False)
+
+
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the starter config.")] = Path("tracetune.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter config: every key at its default with its description, and recipes
+    for the usual fine-tuning goals (JSON output with a schema, replacing a long production prompt,
+    tool use, one language, your own identifiers). It loads to exactly the built-in defaults."""
+    if path.exists() and not force:
+        err.print(f"[bold red]error:[/] {escape(str(path))} exists; pass --force to overwrite it", highlight=False)
+        raise typer.Exit(2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(starter_yaml(), encoding="utf-8")
+    err.print(
+        f"wrote {escape(str(path))}; edit it, then: tracetune ingest TRACES... && tracetune curate --config {path}",
+        highlight=False,
+    )
+
+
+@app.command("show")
+def show(
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of YAML.")] = False,
+) -> None:
+    """Print the effective configuration (defaults merged with --config) and its hash, the one every
+    output (manifest, training run, eval run) records."""
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    values = cfg.model_dump(mode="json")
+    digest = config_hash(cfg)
+    if as_json:
+        sys.stdout.write(json.dumps({"config_hash": digest, "source": str(config or "defaults"), "config": values}))
+        sys.stdout.write("\n")
+        return
+    sys.stdout.write(f"# effective config from {config or 'the built-in defaults'}; config_hash {digest}\n")
+    sys.stdout.write(yaml.safe_dump(values, sort_keys=False, allow_unicode=True, width=110))

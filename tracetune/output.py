@@ -1,0 +1,129 @@
+"""What the commands print on the terminal: summaries of ingest, curation, training and evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from curation.ingest.run import IngestStats
+
+err = Console(stderr=True, emoji=False)
+
+
+def leak_warning(gate: dict[str, Any]) -> None:
+    """Warn on stderr about the traces the leak gate quarantined: ids and entity types, never values."""
+    listed = gate["quarantined"]
+    err.print(
+        f"[bold yellow]warning:[/] the leak gate quarantined {gate['leaks']} trace(s) whose redacted text still "
+        "holds PII or secrets (stage leak_gate; the run went on without them):",
+        highlight=False,
+    )
+    for q in listed:
+        err.print(f"  {escape(q['trace_id'])}: {', '.join(q['types'])}", highlight=False)
+    if gate["leaks"] > len(listed):
+        err.print(f"  ... and {gate['leaks'] - len(listed)} more (tracetune quarantine --code ...)", highlight=False)
+
+
+def ingest_summary(stats: IngestStats, db: Path) -> None:
+    """The ingest counts on the terminal."""
+    out = Console(emoji=False)
+    out.print(
+        f"[bold]ingested[/] {stats.files} file(s) into {db} in {stats.seconds:.1f}s "
+        f"({stats.files_skipped} unchanged, skipped)"
+    )
+    t = Table(show_header=True, header_style="bold")
+    t.add_column("records", justify="right")
+    t.add_column("accepted", justify="right")
+    t.add_column("already present", justify="right")
+    t.add_column("quarantined", justify="right")
+    t.add_row(str(stats.records), str(stats.accepted), str(stats.already_present), str(stats.quarantined))
+    out.print(t)
+    if stats.by_format:
+        out.print("accepted by format: " + ", ".join(f"{k} {v}" for k, v in stats.by_format.most_common()))
+    if stats.quarantine_reasons:
+        out.print("quarantined by reason: " + ", ".join(f"{k} {v}" for k, v in stats.quarantine_reasons.most_common()))
+        out.print(f"see them with: tracetune quarantine --db {db}")
+
+
+def curate_summary(summary: dict[str, Any]) -> None:
+    """The curation funnel, stage by stage, on the terminal; leak-gate hits listed by id and type."""
+    out = Console(emoji=False)
+    d, r, f = summary["dedupe"], summary["redact"], summary["filter"]
+    t = Table(title="curation", header_style="bold")
+    for col in ("stage", "in", "kept", "dropped / found", "seconds"):
+        t.add_column(col, justify="left" if col == "stage" else "right")
+    dropped = d["exact_duplicates"] + d["prefix_of"] + d["near_duplicates"]
+    t.add_row(
+        "dedupe",
+        str(d["traces"]),
+        str(d["kept"]),
+        f"exact {d['exact_duplicates']}, prefix_of {d['prefix_of']}, near {d['near_duplicates']} (total {dropped})",
+        f"{d['seconds']:.1f}",
+    )
+    found = ", ".join(f"{k} {v}" for k, v in sorted(r["entities"].items(), key=lambda kv: -kv[1]))
+    t.add_row(
+        "redact", str(r["traces"]), str(r["redacted"] + r["already_redacted"]), found or "-", f"{r['seconds']:.1f}"
+    )
+    gate = summary.get("leak_gate")
+    if gate:
+        hits = f"quarantined {gate['leaks']}" if gate["leaks"] else "0 leaks"
+        t.add_row("leak gate", str(gate["checked"]), str(gate["checked"] - gate["leaks"]), hits, "")
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(f["reasons"].items(), key=lambda kv: -kv[1]))
+    t.add_row("filter", str(f["traces"]), str(f["kept"]), reasons or "-", f"{f['seconds']:.1f}")
+    x = summary["export_checks"]
+    bad = ", ".join(f"{k} {v}" for k, v in x["reasons"].items())
+    t.add_row("export checks", str(x["rows"]), str(x["valid"]), bad or "-", "")
+    s = summary["split"]
+    t.add_row(
+        "split",
+        str(s["train"] + s["holdout"]),
+        f"{s['train']} / {s['holdout']}",
+        f"train / holdout; {s['sticky']} kept their side; leakage check passed",
+        f"{s['seconds']:.1f}",
+    )
+    out.print(t)
+    if gate and gate["leaks"]:
+        leak_warning(gate)
+    if "dataset" in summary:
+        ds = summary["dataset"]
+        what = "new version" if ds["changed"] else "unchanged, still version"
+        out.print(f"dataset: {what} {ds['version']} at {ds['path']} (report.html there)")
+
+
+def train_summary(result: Any) -> None:
+    """One line on the trained adapter."""
+    r = result.run
+    rows = r["rows"]["train"]
+    Console(emoji=False).print(
+        f"[bold]adapter[/] {escape(str(result.adapter_dir))}: {r['steps']} steps on {r['device']['type']} in "
+        f"{r['wall_seconds']:.0f}s ({r['tokens_per_s'] or 0:.0f} tok/s); train loss {r['train_loss']:.3f}, "
+        f"eval loss {r['eval_loss'] if r['eval_loss'] is None else round(r['eval_loss'], 3)}; "
+        f"rows {rows['kept']}/{rows['rows']} (truncated {rows['truncated']}, dropped: cut off "
+        f"{rows['dropped_truncated']}, nothing to learn {rows['no_trainable']})"
+    )
+
+
+def print_eval_summary(report: dict[str, Any], out_dir: Path) -> None:
+    """The eval verdict and metrics table on the terminal (also the end of `tracetune demo`)."""
+    v = report["verdict"]
+    t = Table(title=f"base vs adapter on {report['n']} holdout examples", header_style="bold")
+    for col in ("metric", "n", "base", "adapter", "adapter - base", "95% interval"):
+        t.add_column(col, justify="left" if col == "metric" else "right")
+    for name, m in report["metrics"].items():
+        if m["base"] is None:
+            t.add_row(name, str(m["n"]), "-", "-", "-", "-")
+        else:
+            ci = f"[{m['ci'][0]:+.3f}, {m['ci'][1]:+.3f}]"
+            t.add_row(name, str(m["n"]), f"{m['base']:.3f}", f"{m['adapter']:.3f}", f"{m['diff']:+.3f}", ci)
+    c = Console(emoji=False)
+    c.print(t)
+    word = "[bold green]promote[/]" if v["promote"] else "[bold red]do not promote[/]"
+    c.print(f"verdict: {word}")
+    for r in v["reasons"]:
+        c.print(f"  - {escape(r)}")
+    c.print(f"report: {escape(str(out_dir / 'eval.html'))}")
