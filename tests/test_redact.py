@@ -16,7 +16,7 @@ from curation.ingest.run import ingest
 from curation.leakgate import LeakError
 from schemas.config import Config, RedactConfig, load_config
 from tests.conftest import ROOT, rows
-from tests.helpers import chat_log, convo, write_jsonl
+from tests.helpers import DEMO_CONFIG, chat_log, convo, write_jsonl
 
 CFG = RedactConfig(custom_entities={"ORDER_ID": r"\bNW-\d{6}\b"}, allowlist=["support@northwind.example"], workers=1)
 
@@ -116,18 +116,18 @@ def test_redact_stage_writes_tables_without_original_values(store, tmp_path):
 def test_leak_gate_stops_curation_on_a_secret_the_redactor_missed(store, tmp_path):
     key = "sk-proj-ABCDEFGHIJKLMNOPQRSTUVWXYZ123456"
     ingest(store, [write_jsonl(tmp_path / "k.jsonl", [chat_log("k", convo(f"my key is {key}"), '{"ok": true}')])])
-    cfg = Config(redact=CFG.model_copy(update={"entities": ["PERSON"]}))  # secrets not redacted
+    cfg = Config(redact=CFG.model_copy(update={"entities": ["PERSON"], "leak_gate": "fail"}))  # secrets kept
     with pytest.raises(LeakError, match=r"openai_chat:k: SECRET"):
         curate.run(store, cfg)
     summary = curate.run(store, Config(redact=CFG))  # with SECRET redaction on, it passes
-    assert summary["leak_gate"] == {"checked": 1, "leaks": 0}
+    assert summary["leak_gate"] == {"mode": "quarantine", "checked": 1, "leaks": 0, "quarantined": []}
 
 
 @pytest.fixture(scope="module")
 def redacted_samples(tmp_path_factory):
     from curation.store import Store
 
-    cfg = load_config()
+    cfg = load_config(DEMO_CONFIG)
     with Store(tmp_path_factory.mktemp("r") / "s.duckdb") as store:
         ingest(store, [ROOT / "data" / "samples"])
         summary = curate.run(store, cfg)
