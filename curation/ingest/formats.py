@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from curation.ingest.adapters import anthropic, langfuse, langsmith, openai, otel, sharegpt
+from curation.ingest.adapters import anthropic, langfuse, langsmith, openai, otel, responses, sharegpt
 from curation.ingest.normalize import RecordError
 
 Parsed = list["dict[str, Any] | RecordError"]
@@ -41,6 +41,12 @@ FORMATS: tuple[Format, ...] = (
         openai.parse_chat_log,
     ),
     Format(
+        "openai_responses",
+        "OpenAI Responses API logs: request/response pairs, stored Response objects, input_items lists",
+        responses.detect,
+        responses.parse,
+    ),
+    Format(
         "langfuse",
         "Langfuse trace exports (each GENERATION observation is a record; scores -> feedback)",
         langfuse.detect,
@@ -48,7 +54,7 @@ FORMATS: tuple[Format, ...] = (
     ),
     Format(
         "langsmith",
-        "LangSmith run exports and post/patch payloads (llm runs; feedback)",
+        "LangSmith run exports and post/patch payloads, merged by run id across lines and files (llm runs)",
         langsmith.detect,
         langsmith.parse,
     ),

@@ -56,11 +56,12 @@ def norm_role(role: Any) -> Any:
         return role
     if isinstance(role, str):
         r = role.strip().lower()
-        return ROLE_ALIASES.get(r, r)
+        return ROLE_ALIASES.get(r, r if r in _CANONICAL else role.strip())
     return role
 
 
 _TEXT_PART_KEYS = ("text", "content", "value", "refusal")
+_REASONING_PARTS = frozenset(("reasoning", "thinking", "redacted_thinking"))
 
 
 def text_of(content: Any, where: str) -> str:
@@ -85,6 +86,8 @@ def text_of(content: Any, where: str) -> str:
                 continue
             if not isinstance(part, dict):
                 raise RecordError("schema_error", f"{where}[{i}]: content part must be an object or string")
+            if part.get("type") in _REASONING_PARTS or part.get("kind") in _REASONING_PARTS:
+                continue  # model reasoning is not trained text
             for key in _TEXT_PART_KEYS:
                 v = part.get(key)
                 if isinstance(v, str):
@@ -208,18 +211,33 @@ def openai_messages(msgs: Any, where: str) -> list[dict[str, Any]]:
 def openai_tools(tools: Any, functions: Any = None) -> list[dict[str, Any]] | None:
     """Tool definitions in OpenAI's `{type: function, function: {...}}` shape (legacy `functions` too)."""
     tools = maybe_json(tools)
-    out = [t for t in tools if isinstance(t, dict)] if isinstance(tools, list) else []
+    out = [_chat_tool(t) for t in tools if isinstance(t, dict)] if isinstance(tools, list) else []
     if isinstance(functions, list):
         out += [{"type": "function", "function": f} for f in functions if isinstance(f, dict)]
     return out or None
 
 
-_INPUT_KEYS = ("prompt_tokens", "input_tokens", "input", "promptTokens")
-_OUTPUT_KEYS = ("completion_tokens", "output_tokens", "output", "completionTokens")
+def _chat_tool(t: dict[str, Any]) -> dict[str, Any]:
+    """A Responses-style flat function tool (`{type, name, parameters}`) in the chat `{type, function}` shape."""
+    if t.get("type") != "function" or "function" in t or "name" not in t:
+        return t
+    keys = ("name", "description", "parameters", "strict")
+    return {"type": "function", "function": {k: t[k] for k in keys if t.get(k) is not None}}
+
+
+_INPUT_KEYS = ("prompt_tokens", "input_tokens", "input", "promptTokens", "promptTokenCount", "prompt_token_count")
+_OUTPUT_KEYS = (
+    "completion_tokens",
+    "output_tokens",
+    "output",
+    "completionTokens",
+    "candidatesTokenCount",
+    "candidates_token_count",
+)
 
 
 def usage_from(u: Any) -> dict[str, int | None]:
-    """Input/output token counts from any of the usage dialects (OpenAI, Anthropic, Langfuse, LangChain)."""
+    """Input/output token counts from any of the usage dialects (OpenAI, Anthropic, Langfuse, LangChain, Gemini)."""
     if not isinstance(u, dict):
         return {}
     out: dict[str, int | None] = {"input_tokens": None, "output_tokens": None}
@@ -290,85 +308,6 @@ def turn(
 
 def _strip(v: Any) -> Any:
     return v.strip() if isinstance(v, str) else v
-
-
-def _responses_item(item: dict[str, Any], where: str) -> dict[str, Any] | None:
-    """An OpenAI Responses API item (message, function_call, function_call_output)."""
-    kind = item.get("type")
-    if kind == "function_call":
-        call = {"id": item.get("call_id"), "name": item.get("name"), "arguments": arguments_text(item.get("arguments"))}
-        return {"role": "assistant", "content": "", "tool_calls": [call]}
-    if kind == "function_call_output":
-        out = item.get("output")
-        return {
-            "role": "tool",
-            "tool_call_id": item.get("call_id"),
-            "content": out if isinstance(out, str) else dumps(out),
-        }
-    if kind == "reasoning":
-        return None
-    return openai_message(item, where)
-
-
-def messages_from_any(value: Any, default_role: str, where: str) -> tuple[list[dict[str, Any]], str | None]:
-    """Messages from the many shapes observability tools store as a generation's input or output.
-
-    Handles OpenAI message lists and ChatCompletions, `{messages: [...]}`, OTel `parts` messages,
-    Responses API items, Gemini `contents`/`candidates`, single messages and plain text. Returns the
-    messages and a finish reason when the value carries one."""
-    value = maybe_json(value)
-    if value is None:
-        return [], None
-    if isinstance(value, str):
-        return [{"role": default_role, "content": value}], None
-    if isinstance(value, dict):
-        if "choices" in value:
-            return openai_response_messages(value, where)
-        if "output" in value and value.get("object") == "response":
-            return messages_from_any(value["output"], default_role, f"{where}.output")[0], value.get("status")
-        for key in ("messages", "contents", "candidates"):
-            if isinstance(value.get(key), list):
-                return messages_from_any(value[key], default_role, f"{where}.{key}")
-        if "content" in value and isinstance(value.get("content"), dict) and "parts" in value["content"]:
-            return messages_from_any([value["content"]], default_role, where)
-        if "role" in value or "content" in value or "parts" in value or "type" in value:
-            value = [value]
-        elif "text" in value or "prompt" in value:
-            return [{"role": default_role, "content": text_of(value.get("text", value.get("prompt")), where)}], None
-        else:
-            raise RecordError("schema_error", f"{where}: no messages found (keys: {', '.join(list(value)[:8])})")
-    if not isinstance(value, list):
-        raise RecordError("schema_error", f"{where}: expected messages, got {type(value).__name__}")
-    out: list[dict[str, Any]] = []
-    for i, m in enumerate(value):
-        w = f"{where}[{i}]"
-        if isinstance(m, str):
-            out.append({"role": default_role, "content": m})
-        elif not isinstance(m, dict):
-            raise RecordError("schema_error", f"{w}: message must be an object")
-        elif (
-            "parts" in m
-            and isinstance(m["parts"], list)
-            and all("type" in p for p in m["parts"] if isinstance(p, dict))
-        ):
-            out += otel_message({**m, "role": m.get("role", default_role)}, w)
-        elif "parts" in m:
-            texts = [p.get("text", "") for p in m["parts"] if isinstance(p, dict)]
-            out.append({"role": norm_role(m.get("role", default_role)), "content": "\n".join(texts)})
-        elif "content" in m and isinstance(m["content"], dict) and "parts" in m["content"]:
-            out += messages_from_any([m["content"]], default_role, w)[0]
-        elif m.get("type") in ("function_call", "function_call_output", "reasoning"):
-            item = _responses_item(m, w)
-            if item:
-                out.append(item)
-        else:
-            if "role" not in m:
-                m = {**m, "role": default_role}
-            kwargs = m.get("additional_kwargs")
-            if isinstance(kwargs, dict) and kwargs.get("tool_calls") and not m.get("tool_calls"):
-                m = {**m, "tool_calls": kwargs["tool_calls"]}
-            out.append(openai_message(m, w))
-    return out, None
 
 
 def each(items: list[tuple[str, Any]], fn: Any) -> list[dict[str, Any] | RecordError]:

@@ -14,8 +14,10 @@ import xxhash
 from pydantic import TypeAdapter, ValidationError
 
 from curation.ingest import formats
+from curation.ingest.adapters.langsmith import RunHalf, merge, parse_run
 from curation.ingest.normalize import RecordError
 from curation.ingest.readers import Problem, RawRecord, Span, read_span
+from curation.ingest.shapes import tool_roles
 from schemas.trace import Feedback, Message, Trace, describe_errors
 
 # The `traces` columns an ingest batch carries (the table adds `ingested_at`).
@@ -71,11 +73,12 @@ class BatchPart:
 @dataclass(slots=True)
 class ChunkResult:
     """What a chunk of raw records became: rows for `traces` (as an Arrow table), quarantine
-    entries, and Batch API halves waiting for their other half."""
+    entries, and Batch API / LangSmith halves waiting for their other half."""
 
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     quarantined: list[Quarantined] = field(default_factory=list)
     batch: list[BatchPart] = field(default_factory=list)
+    halves: list[RunHalf] = field(default_factory=list)
     table: pa.Table | None = None
 
     def seal(self) -> ChunkResult:
@@ -120,7 +123,7 @@ def build_row(rec: dict[str, Any], fmt: str, file: str, line: int, raw_key: str)
                 "model": _str(rec.get("model")),
                 "tags": rec.get("tags") or [],
                 "metadata": meta,
-                "messages": rec["messages"],
+                "messages": tool_roles(rec["messages"], rec.get("tools")),
                 "tools": rec.get("tools"),
                 "finish_reason": _str(rec.get("finish_reason")),
                 "error": _str(rec.get("error")),
@@ -204,7 +207,50 @@ def _parse_chunk(records: list[RawRecord], file: str, forced: str | None, excerp
                 _one(out, item, line, file, forced, raw_key if len(items) == 1 else f"{raw_key}:{i}", excerpt_chars)
             except RecordError as exc:
                 out.quarantined.append(Quarantined(line, exc.code, exc.message, _excerpt(item, excerpt_chars), forced))
+    if out.halves:
+        halves, out.halves = out.halves, []
+        waiting: dict[str, list[RunHalf]] = {}
+        for group in pair_halves(halves, waiting):
+            add_run_group(out, group, excerpt_chars)
+        out.halves = [h for group in waiting.values() for h in group]
     return out.seal()
+
+
+def pair_halves(halves: list[RunHalf], waiting: dict[str, list[RunHalf]]) -> list[list[RunHalf]]:
+    """Add LangSmith run halves to `waiting` (by run id); return the groups that now hold a post and a patch."""
+    done = []
+    for h in halves:
+        group = waiting.setdefault(h.run_id, [])
+        group.append(h)
+        if any(g.kind != h.kind for g in group):
+            done.append(waiting.pop(h.run_id))
+    return done
+
+
+def add_run_group(out: ChunkResult, group: list[RunHalf], excerpt_chars: int) -> None:
+    """Merge the post and patch halves of one run into a row (or a quarantine entry), located at the
+    half that completed it, as a Batch API pair is located at its output line."""
+    last = group[-1]
+    posts = [h for h in group if h.kind == "post"]
+    run = merge([h.run for h in posts] + [h.run for h in group if h.kind == "patch"])
+    first = posts[0]
+    at = f"line {first.line}" if first.file == last.file else f"{first.file}:{first.line}"
+    where = f"{'post' if first.where == '<record>' else first.where} ({at})"
+    try:
+        rec = parse_run(where, run)
+        try:
+            out.rows.append(build_row(rec, "langsmith", last.file, last.line, last.raw_key))
+        except RecordError as exc:
+            exc.message = f"run {first.run_id}: {exc.message}"
+            raise
+    except RecordError as exc:
+        q = Quarantined(last.line, exc.code, f"langsmith: {exc.message}", _excerpt(run, excerpt_chars), "langsmith")
+        out.quarantined.append(q)
+    except (TypeError, AttributeError, ValueError, KeyError) as exc:
+        message = f"langsmith: {where}: {type(exc).__name__}: {exc}"
+        out.quarantined.append(
+            Quarantined(last.line, "schema_error", message, _excerpt(run, excerpt_chars), "langsmith")
+        )
 
 
 def parse_span(path: str, span: Span, forced: str | None, max_record_bytes: int, excerpt_chars: int) -> ChunkResult:
@@ -237,14 +283,18 @@ def _one(
         raise RecordError("schema_error", f"{fmt.name}: {type(exc).__name__}: {exc}") from None
     for i, rec in enumerate(parsed):
         key = raw_key if len(parsed) == 1 else f"{raw_key}:{i}"
+        if isinstance(rec, RunHalf):
+            rec.line, rec.raw_key, rec.file = line, key, file
+            out.halves.append(rec)
+            continue
         try:
             if isinstance(rec, RecordError):
                 raise rec
             out.rows.append(build_row(rec, fmt.name, file, line, key))
         except RecordError as exc:
-            out.quarantined.append(
-                Quarantined(line, exc.code, f"{fmt.name}: {exc.message}", _excerpt(obj, excerpt_chars), fmt.name)
-            )
+            at = rec.get("where") if isinstance(rec, dict) else None  # which generation of a multi-record record
+            message = f"{fmt.name}: {at}: {exc.message}" if at and at != "<record>" else f"{fmt.name}: {exc.message}"
+            out.quarantined.append(Quarantined(line, exc.code, message, _excerpt(obj, excerpt_chars), fmt.name))
 
 
 def _keys(obj: Any) -> str:

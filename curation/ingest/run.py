@@ -17,20 +17,17 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
 from curation.ingest import formats
-from curation.ingest.adapters.openai import detect_batch_input
-from curation.ingest.normalize import RecordError
+from curation.ingest.joins import RunJoiner, batch_inputs_first, join_batches, unmatched_batch_inputs
 from curation.ingest.parse import (
     COLUMNS,
     BatchPart,
     ChunkResult,
     Quarantined,
-    parse_batch_pair,
     parse_chunk,
     parse_span,
 )
@@ -272,11 +269,12 @@ def ingest(
     stats.files = len(files)
     parser = _Parser(cfg, forced)
     batch_inputs: dict[str, tuple[BatchPart, str]] = {}
+    runs = RunJoiner(cfg.excerpt_chars)
     saved = store.con.execute("SELECT current_setting('threads'), current_setting('memory_limit')").fetchone()
     store.con.execute("SET threads = 1")  # the parser workers need the cores more than the writer
     store.con.execute(f"SET memory_limit = '{cfg.memory_limit}'")  # keeps RSS flat with file size
     try:
-        for path in _batch_inputs_first(files, cfg):
+        for path in batch_inputs_first(files, cfg):
             file = str(path)
             stats.paths.append(file)
             sha, spans = scan(path, SPAN_BYTES)
@@ -295,87 +293,35 @@ def ingest(
                         else:
                             outputs.append(part)
                     writer.add(result)
+                    if result.halves:
+                        writer.add(runs.add(result.halves))
                     if progress:
                         progress(file, done, tf.size)
-            writer.add(_join_batches(batch_inputs, outputs, file, stats))
+            writer.add(join_batches(batch_inputs, outputs, file, stats))
             writer.finish(path, sha)
     finally:
         parser.close()
         if saved:
             store.con.execute(f"SET threads = {int(saved[0])}")
             store.con.execute(f"SET memory_limit = '{saved[1]}'")
-    if batch_inputs:
-        _quarantine_unmatched_inputs(store, batch_inputs, stats)
+    _write_late(store, unmatched_batch_inputs(batch_inputs), stats)
+    _write_late(store, runs.leftovers(), stats)
     stats.seconds = time.perf_counter() - started
     return stats
 
 
-def _batch_inputs_first(files: list[Path], cfg: IngestConfig) -> list[Path]:
-    """Order files so Batch API input files come before the output files that join onto them."""
-
-    def is_input(p: Path) -> bool:
-        with TraceFile(p, cfg.max_record_bytes) as tf:
-            if tf.layout != "lines":
-                return False
-            for _, payload in islice(tf.records(), 1):
-                try:
-                    obj = orjson.loads(payload) if isinstance(payload, bytes) else payload
-                except orjson.JSONDecodeError:
-                    return False
-                return isinstance(obj, dict) and detect_batch_input(obj)
-        return False
-
-    return sorted(files, key=lambda p: not is_input(p))
-
-
-def _join_batches(
-    inputs: dict[str, tuple[BatchPart, str]], outputs: list[BatchPart], file: str, stats: IngestStats
-) -> ChunkResult:
-    """Join a file's Batch API output lines with their input lines (same custom_id)."""
-    result = ChunkResult()
-    for out in outputs:
-        found = inputs.pop(out.custom_id, None)
-        if found is None:
-            message = (
-                f"custom_id '{out.custom_id}': batch output line has no input line among the files "
-                "ingested together; ingest a batch's input and output files in one call"
-            )
-            result.quarantined.append(
-                Quarantined(out.line, "batch_unmatched", message, _short(out.record), "openai_batch")
-            )
-            continue
-        try:
-            result.rows.append(parse_batch_pair(found[0], out, file))
-            stats.batch_requests_joined += 1
-        except RecordError as exc:
-            result.quarantined.append(
-                Quarantined(out.line, exc.code, f"openai_batch: {exc.message}", _short(out.record), "openai_batch")
-            )
-    return result.seal()
-
-
-def _quarantine_unmatched_inputs(store: Store, inputs: dict[str, tuple[BatchPart, str]], stats: IngestStats) -> None:
-    by_file: dict[str, _FileWriter] = {}
-    for custom_id, (part, file) in inputs.items():
-        writer = by_file.setdefault(file, _FileWriter(store, file, stats, 10**9))
-        writer.quarantined.append(
-            Quarantined(
-                part.line,
-                "batch_unmatched",
-                f"custom_id '{custom_id}': batch input line has no output line among the files ingested together",
-                _short(part.record),
-                "openai_batch",
-            )
-        )
-    for writer in by_file.values():
+def _write_late(store: Store, results: dict[str, ChunkResult], stats: IngestStats) -> None:
+    """Write what was decided after a file was finished (halves that never found their other half) to
+    that file, and add it to the file's counts in `ingest_files`."""
+    for file, result in results.items():
+        writer = _FileWriter(store, file, stats, 10**9)
+        writer.add(result)
         writer.flush()
         stats.count(writer.counts)
-        n = writer.counts["quarantined"]
+        c = writer.counts
+        n = c["accepted"] + c["already_present"] + c["quarantined"]
         store.con.execute(
-            "UPDATE ingest_files SET quarantined = quarantined + ?, records = records + ? WHERE path = ?",
-            [n, n, writer.file],
+            "UPDATE ingest_files SET accepted = accepted + ?, already_present = already_present + ?, "
+            "quarantined = quarantined + ?, records = records + ? WHERE path = ?",
+            [c["accepted"], c["already_present"], c["quarantined"], n, file],
         )
-
-
-def _short(obj: Any) -> str:
-    return orjson.dumps(obj, default=str)[:400].decode("utf-8", "replace")

@@ -11,11 +11,11 @@ from curation.ingest.normalize import (
     each,
     latency_ms,
     maybe_json,
-    messages_from_any,
     openai_tools,
     to_datetime,
     usage_from,
 )
+from curation.ingest.shapes import exchange
 
 
 def _is_observation(o: Any) -> bool:
@@ -71,8 +71,7 @@ def _feedback(scores: list[Any], trace_id: Any, obs_id: Any) -> list[dict[str, A
 
 def parse_generation(obj: dict[str, Any], where: str, o: dict[str, Any]) -> dict[str, Any]:
     trace, _, scores = split(obj)
-    inp, _ = messages_from_any(o.get("input"), "user", f"{where}.input")
-    out, finish = messages_from_any(o.get("output"), "assistant", f"{where}.output")
+    messages, finish, info = exchange(o.get("input"), o.get("output"), f"{where}.input", f"{where}.output")
     meta = maybe_json(o.get("metadata"))
     params = maybe_json(o.get("modelParameters"))
     metadata: dict[str, Any] = {
@@ -88,6 +87,8 @@ def parse_generation(obj: dict[str, Any], where: str, o: dict[str, Any]) -> dict
         metadata["trace_metadata"] = trace["metadata"]
     if isinstance(params, dict):
         metadata["model_parameters"] = params
+    metadata["reasoning_items"] = info.get("reasoning_items")
+    metadata["reasoning_tokens"] = info.get("reasoning_tokens")
     if o.get("level") == "ERROR" and not o.get("statusMessage"):
         error = "level ERROR"
     else:
@@ -98,18 +99,21 @@ def parse_generation(obj: dict[str, Any], where: str, o: dict[str, Any]) -> dict
     usage = usage_from(
         o.get("usageDetails") or o.get("usage") or {"input": o.get("inputUsage"), "output": o.get("outputUsage")}
     )
+    if not any(usage.values()):
+        usage = info.get("usage") or usage
     return {
+        "where": where,
         "source_id": o.get("id"),
         "session_id": trace.get("sessionId") or o.get("sessionId"),
         "user_id": trace.get("userId") or o.get("userId"),
         "created_at": to_datetime(o.get("startTime") or trace.get("timestamp")),
-        "model": o.get("model") or o.get("providedModelName"),
+        "model": o.get("model") or o.get("providedModelName") or info.get("model"),
         "tags": [str(t) for t in (trace.get("tags") or o.get("tags") or [])],
         "metadata": {k: v for k, v in metadata.items() if v is not None},
-        "messages": inp + out,
-        "tools": openai_tools(o.get("toolDefinitions")),
+        "messages": messages,
+        "tools": openai_tools(o.get("toolDefinitions")) or info.get("tools"),
         "finish_reason": finish or fin,
-        "error": error,
+        "error": error or info.get("error"),
         "latency_ms": latency_ms(o.get("startTime"), o.get("endTime")),
         "usage": usage,
         "feedback": _feedback(scores, o.get("traceId") or trace.get("id"), o.get("id")),

@@ -66,6 +66,12 @@ def parse_chat_log(obj: dict[str, Any]) -> list[dict[str, Any]]:
     nested = "request" in obj
     req = obj["request"] if nested else obj
     rec = chat_exchange(req, obj.get("response"), ("request." if nested else "", "response"), obj.get("error"))
+    return [apply_envelope(rec, obj)]
+
+
+def apply_envelope(rec: dict[str, Any], obj: dict[str, Any]) -> dict[str, Any]:
+    """Copy what a request/response log line carries around the pair (session, user, latency, timestamp,
+    metadata, tags, feedback) onto the partial trace `rec`."""
     for key in ("session_id", "user_id", "latency_ms"):
         if obj.get(key) is not None:
             rec[key] = obj[key]
@@ -77,7 +83,7 @@ def parse_chat_log(obj: dict[str, Any]) -> list[dict[str, Any]]:
         rec["tags"] = [str(t) for t in obj["tags"]]
     if isinstance(obj.get("feedback"), list):
         rec["feedback"] = obj["feedback"]
-    return [rec]
+    return rec
 
 
 def detect_batch_input(obj: dict[str, Any]) -> bool:

@@ -14,19 +14,11 @@ from curation.ingest.normalize import (
     each,
     latency_ms,
     maybe_json,
-    messages_from_any,
     norm_role,
     openai_message,
     to_datetime,
 )
-
-_GENAI_EVENTS = {
-    "gen_ai.system.message": "system",
-    "gen_ai.user.message": "user",
-    "gen_ai.assistant.message": "assistant",
-    "gen_ai.tool.message": "tool",
-    "gen_ai.choice": "assistant",
-}
+from curation.ingest.shapes import EVENT_ROLES, event_message, exchange, messages_from_any
 
 
 def _otlp_value(v: Any) -> Any:
@@ -150,27 +142,20 @@ def _indexed_genai(attrs: dict[str, Any], prefix: str, default_role: str) -> tup
 def _event_messages(events: Any, where: str) -> tuple[list[dict[str, Any]], str | None]:
     out, finish = [], None
     for i, e in enumerate(events or []):
-        if not isinstance(e, dict) or e.get("name") not in _GENAI_EVENTS:
+        if not isinstance(e, dict) or e.get("name") not in EVENT_ROLES:
             continue
         body = maybe_json(e.get("body"))
         if not isinstance(body, dict):
             body = attributes(e.get("attributes"))
-        body = {k.removeprefix("gen_ai.event."): maybe_json(v) for k, v in body.items()}
-        role = _GENAI_EVENTS[e["name"]]
-        if e["name"] == "gen_ai.choice":
-            finish = body.get("finish_reason", finish)
-            msg = body.get("message") if isinstance(body.get("message"), dict) else {}
-            body = {**msg, "tool_calls": body.get("tool_calls") or msg.get("tool_calls")}
-        m = {"role": body.get("role") or role, "content": body.get("content"), "tool_calls": body.get("tool_calls")}
-        if role == "tool":
-            m["tool_call_id"] = body.get("id")
-        out.append(openai_message(m, f"{where}.events[{i}]"))
+        msgs, f = event_message({**body, "event.name": e["name"]}, f"{where}.events[{i}]")
+        out += msgs
+        finish = f or finish
     return out, finish
 
 
 def parse_span(where: str, span: dict[str, Any]) -> dict[str, Any]:
     a = attributes(span.get("attributes"))
-    finish = None
+    finish, info, w = None, {}, f"{where}.attributes."
     if "gen_ai.input.messages" in a or "gen_ai.output.messages" in a:
         messages = []
         if a.get("gen_ai.system_instructions"):
@@ -197,12 +182,15 @@ def parse_span(where: str, span: dict[str, Any]) -> dict[str, Any]:
         outs, finish = _indexed_genai(a, "gen_ai.completion", "assistant")
         messages += outs
     elif "gen_ai.prompt" in a or "gen_ai.completion" in a:
-        messages = messages_from_any(a.get("gen_ai.prompt"), "user", f"{where}.attributes.gen_ai.prompt")[0]
-        messages += messages_from_any(a.get("gen_ai.completion"), "assistant", f"{where}.attributes.gen_ai.completion")[
-            0
-        ]
+        messages, finish, info = exchange(
+            a.get("gen_ai.prompt"), a.get("gen_ai.completion"), f"{w}gen_ai.prompt", f"{w}gen_ai.completion"
+        )
     else:
         messages, finish = _event_messages(span.get("events"), where)
+        if not messages and ("input.value" in a or "output.value" in a):  # OpenInference payloads only
+            messages, finish, info = exchange(
+                a.get("input.value"), a.get("output.value"), f"{w}input.value", f"{w}output.value"
+            )
     reasons = maybe_json(a.get("gen_ai.response.finish_reasons"))
     if finish is None and isinstance(reasons, list) and reasons:
         finish = reasons[0]
@@ -217,30 +205,40 @@ def parse_span(where: str, span: dict[str, Any]) -> dict[str, Any]:
     meta = maybe_json(a.get("metadata"))
     tags = maybe_json(a.get("tag.tags"))
     tools = maybe_json(a.get("gen_ai.tool.definitions"))
+    usage = {
+        "input_tokens": as_int(a.get("gen_ai.usage.input_tokens", a.get("llm.token_count.prompt"))),
+        "output_tokens": as_int(a.get("gen_ai.usage.output_tokens", a.get("llm.token_count.completion"))),
+    }
     start = span.get("startTimeUnixNano") or span.get("start_time") or span.get("startTime")
     end = span.get("endTimeUnixNano") or span.get("end_time") or span.get("endTime")
     return {
+        "where": where,
         "source_id": f"{trace_id}:{span_id}" if span_id else None,
         "session_id": a.get("gen_ai.conversation.id") or a.get("session.id"),
         "user_id": a.get("user.id") or a.get("enduser.id"),
         "created_at": to_datetime(start),
-        "model": a.get("gen_ai.response.model") or a.get("gen_ai.request.model") or a.get("llm.model_name"),
+        "model": a.get("gen_ai.response.model")
+        or a.get("gen_ai.request.model")
+        or a.get("llm.model_name")
+        or info.get("model"),
         "tags": [str(t) for t in tags] if isinstance(tags, list) else [],
         "metadata": {
             "otel_trace_id": trace_id,
             "span_name": span.get("name"),
             "provider": a.get("gen_ai.provider.name") or a.get("gen_ai.system") or a.get("llm.provider"),
             **({"span_metadata": meta} if isinstance(meta, dict) else {}),
+            "reasoning_items": info.get("reasoning_items"),
+            "reasoning_tokens": as_int(
+                a.get("gen_ai.usage.reasoning.output_tokens", a.get("llm.token_count.completion_details.reasoning"))
+            )
+            or info.get("reasoning_tokens"),
         },
         "messages": messages,
-        "tools": [t for t in tools if isinstance(t, dict)] if isinstance(tools, list) else None,
+        "tools": [t for t in tools if isinstance(t, dict)] if isinstance(tools, list) else info.get("tools"),
         "finish_reason": finish,
-        "error": str(error) if error else None,
+        "error": str(error) if error else info.get("error"),
         "latency_ms": latency_ms(start, end),
-        "usage": {
-            "input_tokens": as_int(a.get("gen_ai.usage.input_tokens", a.get("llm.token_count.prompt"))),
-            "output_tokens": as_int(a.get("gen_ai.usage.output_tokens", a.get("llm.token_count.completion"))),
-        },
+        "usage": usage if any(usage.values()) else info.get("usage") or usage,
     }
 
 
