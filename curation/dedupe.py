@@ -370,3 +370,23 @@ def kept_ids(store: Store) -> list[str]:
             "ORDER BY trace_id"
         ).fetchall()
     ]
+
+
+def duplicate_counts(store: Store) -> dict[str, Any]:
+    """The duplicate numbers every report shows, all from `dup_clusters` and the dedupe quarantine:
+    `dropped` copies by kind (each dropped trace once, under its own kind, as in `decisions`),
+    `quarantined` traces, `clusters` (one per kept trace) and `sizes`: size -> clusters, where a
+    cluster's size is its kept trace plus the copies dropped in its favour (so always 2 or more)."""
+    q = store.con.execute
+    kinds = dict(q("SELECT kind, count(*) FROM dup_clusters WHERE reason IS NOT NULL GROUP BY ALL").fetchall())
+    sizes = q(
+        "SELECT n, count(*) FROM (SELECT cluster_id, count(*) AS n FROM dup_clusters GROUP BY ALL) "
+        "WHERE n > 1 GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    quarantined = q("SELECT count(*) FROM quarantine WHERE stage = 'dedupe' AND trace_id IS NOT NULL").fetchone()
+    return {
+        "dropped": {k: int(kinds.get(k, 0)) for k in ("exact", "prefix", "near")},
+        "quarantined": int(quarantined[0]) if quarantined else 0,
+        "clusters": sum(int(c) for _, c in sizes),
+        "sizes": {int(n): int(c) for n, c in sizes},
+    }

@@ -4,7 +4,6 @@ plus the dataset card. Trace text shown anywhere is redacted text, HTML-escaped 
 from __future__ import annotations
 
 import statistics
-from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,7 +12,7 @@ import orjson
 import yaml
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from curation import charts
+from curation import charts, dedupe
 from schemas.config import Config, config_hash
 from schemas.dataset import DatasetManifest
 
@@ -65,7 +64,9 @@ def _examples(store: Store) -> dict[str, list[dict[str, Any]]]:
     for stage, reason, tid, detail in details:
         source = detail.get("representative") or tid
         item: dict[str, Any] = {"trace_id": tid, "detail": detail}
-        if source in texts:
+        if stage == "leak_gate":
+            item["note"] = "PII or a secret left after redaction: text not shown (see the leak gate list)"
+        elif source in texts:
             item.update(excerpt(texts[source]))
             if source != tid:
                 item["note"] = f"duplicate of {source} (the kept copy is shown)"
@@ -83,39 +84,44 @@ def _examples(store: Store) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def _clusters(store: Store) -> dict[str, Any]:
-    sizes = store.con.execute(
-        "SELECT cluster_id, kind, count(*) AS n, any_value(representative) FROM dup_clusters GROUP BY ALL "
-        "ORDER BY n DESC, cluster_id"
+def _clusters(store: Store, counts: dict[str, Any], reason: dict[str, str]) -> dict[str, Any]:
+    """The duplicate section: `counts` (from `dedupe.duplicate_counts`, the numbers the funnel and
+    the drop reasons also use) and the largest clusters, each the kept trace and its dropped copies."""
+    top = store.con.execute(
+        "SELECT cluster_id, count(*) AS n, any_value(representative) FROM dup_clusters GROUP BY ALL "
+        "HAVING n > 1 ORDER BY n DESC, cluster_id LIMIT ?",
+        [EXAMPLES],
     ).fetchall()
-    by_size = Counter(n for _, _, n, _ in sizes)
-    top = sizes[:EXAMPLES]
-    texts = _redacted(store, [rep for _, _, _, rep in top])
+    texts = _redacted(store, [rep for _, _, rep in top])
     examples = []
-    for cid, kind, n, rep in top:
+    for cid, n, rep in top:
         members = store.con.execute(
-            "SELECT trace_id, kind, similarity, reason FROM dup_clusters WHERE cluster_id = ? ORDER BY trace_id",
+            "SELECT trace_id, kind, similarity, reason FROM dup_clusters WHERE cluster_id = ? "
+            "ORDER BY reason IS NOT NULL, trace_id",
             [cid],
         ).fetchall()
+        dropped = [(t, k, s) for t, k, s, r in members if r is not None]
         examples.append(
             {
                 "cluster_id": cid,
-                "kind": kind,
+                "kinds": sorted({reason.get(k, k) for _, k, _ in dropped}),
                 "size": n,
+                "dropped": len(dropped),
                 "representative": rep,
-                "members": [
-                    {"trace_id": t, "kind": k, "similarity": s, "dropped": r is not None} for t, k, s, r in members
+                "members": [{"trace_id": rep, "reason": None, "similarity": None, "dropped": False}]
+                + [
+                    {"trace_id": t, "reason": reason.get(k, k), "similarity": sim, "dropped": True}
+                    for t, k, sim in dropped
                 ],
                 **(excerpt(texts[rep]) if rep in texts else {}),
             }
         )
-    kinds = Counter()
-    for _, kind, n, _ in sizes:
-        kinds[kind] += n - 1
     return {
-        "clusters": len(sizes),
-        "dropped_by_kind": dict(kinds),
-        "sizes": {str(k): v for k, v in sorted(by_size.items())},
+        "clusters": counts["clusters"],
+        "dropped": sum(counts["dropped"].values()),
+        "dropped_by_reason": dict(sorted((reason.get(k, k), n) for k, n in counts["dropped"].items())),
+        "quarantined": counts["quarantined"],
+        "sizes": {str(k): v for k, v in counts["sizes"].items()},
         "examples": examples,
     }
 
@@ -138,18 +144,22 @@ def build(
     store: Store, cfg: Config, sel: Selection, summary: dict[str, Any], version: int, parent: int | None
 ) -> dict[str, Any]:
     """The report payload (what `report.json` holds and `report.html` shows)."""
-    from curation.curate import reasons_by_stage
+    from curation.curate import DEDUPE_REASON, reasons_by_stage
 
     ingest = store.con.execute(
         "SELECT coalesce(sum(records), 0), coalesce(sum(quarantined), 0), coalesce(sum(already_present), 0) "
         "FROM ingest_files"
     ).fetchone() or (0, 0, 0)
     reasons = reasons_by_stage(store)
+    dups = _clusters(store, dedupe.duplicate_counts(store), DEDUPE_REASON)
     decided = dict(store.con.execute("SELECT verdict, count(*) FROM decisions GROUP BY ALL").fetchall())
     traces = summary["traces"]
     after = {
-        "dedupe": summary["dedupe"]["kept"],
+        "dedupe": traces - dups["dropped"] - dups["quarantined"],
         "redact": summary["redact"]["redacted"] + summary["redact"]["already_redacted"],
+    }
+    after["leak gate"] = after["redact"] - summary.get("leak_gate", {}).get("leaks", 0)
+    after |= {
         "filter": summary["filter"]["kept"],
         "export checks": summary["export_checks"]["valid"],
     }
@@ -158,7 +168,8 @@ def build(
         {"stage": "ingest", "in": int(ingest[0]), "out": traces},
         {"stage": "dedupe", "in": traces, "out": after["dedupe"]},
         {"stage": "redact", "in": after["dedupe"], "out": after["redact"]},
-        {"stage": "filter", "in": after["redact"], "out": after["filter"]},
+        {"stage": "leak gate", "in": after["redact"], "out": after["leak gate"]},
+        {"stage": "filter", "in": after["leak gate"], "out": after["filter"]},
         {"stage": "export checks", "in": after["filter"], "out": after["export checks"]},
         {"stage": "train", "in": after["export checks"], "out": len(sel.train.rows)},
         {"stage": "holdout", "in": after["export checks"], "out": len(sel.holdout.rows)},
@@ -196,9 +207,19 @@ def build(
             "holdout": len(sel.holdout.rows),
         },
         "reconciled": decided.get("keep", 0) + decided.get("drop", 0) == traces
-        and decided.get("keep", 0) == len(sel.train.rows) + len(sel.holdout.rows),
+        and decided.get("keep", 0) == len(sel.train.rows) + len(sel.holdout.rows)
+        and all(reasons.get("dedupe", {}).get(r, 0) == n for r, n in dups["dropped_by_reason"].items()),
         "reasons": reasons,
         "examples": _examples(store),
+        "leak_gate": {
+            "mode": cfg.redact.leak_gate,
+            "quarantined": [
+                {"trace_id": t, "types": c, "message": m}
+                for t, c, m in store.con.execute(
+                    "SELECT trace_id, code, message FROM quarantine WHERE stage = 'leak_gate' ORDER BY trace_id"
+                ).fetchall()
+            ],
+        },
         "pii": [{"entity": e, "found": int(n), "traces": int(t)} for e, n, t in pii],
         "tokens": {
             "tokenizer": cfg.filter.tokenizer,
@@ -208,7 +229,7 @@ def build(
             "train_stats": _distribution(sel.train.tokens),
             "holdout_stats": _distribution(sel.holdout.tokens),
         },
-        "duplicates": _clusters(store),
+        "duplicates": dups,
         "split": summary["split"],
         "filter": summary["filter"],
         "samples": [
@@ -238,7 +259,8 @@ def render_html(payload: dict[str, Any]) -> str:
             tokens["edges"], {"train": tokens["train"], "holdout": tokens["holdout"]}, "Tokens per row (share of rows)"
         ),
         "clusters": charts.bar_chart(
-            [(f"size {k}", v) for k, v in payload["duplicates"]["sizes"].items()], "Duplicate clusters by size"
+            [(f"size {k} (1 kept + {int(k) - 1} dropped)", v) for k, v in payload["duplicates"]["sizes"].items()],
+            "Duplicate clusters by size (number of clusters)",
         ),
     }
     config_yaml = yaml.safe_dump(payload["config"], sort_keys=False, width=100)
