@@ -47,3 +47,27 @@ def test_curate_flow_runs_the_stages_and_publishes_pii_counts(tmp_path):
     assert funnel is not None and "Dataset version 1" in funnel.data
     counts = Artifact.get("pii-entity-counts")
     assert counts is not None and "EMAIL_ADDRESS" in counts.data
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_curate_flow_publishes_the_leak_gate_quarantine_and_goes_on(tmp_path):
+    from prefect.artifacts import Artifact
+
+    from flows.curate import curate_flow
+    from tests.helpers import chat_log, convo, write_jsonl
+
+    recs = [
+        chat_log("fine", convo("Which plan includes priority support for a team of five?"), "The Team plan does."),
+        chat_log("card", convo("Please charge my card 4539 1488 0343 6467 for the order."), "Done, it is charged."),
+    ]
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("redact:\n  entities: [PERSON]\n  workers: 1\nsplit:\n  min_holdout: 0\n")
+    src = write_jsonl(tmp_path / "in.jsonl", recs)
+    summary = curate_flow([str(src)], str(tmp_path / "c.duckdb"), str(cfg), out=str(tmp_path / "ds"))
+    assert summary["leak_gate"]["leaks"] == 1 and summary["dataset"]["version"] == 1
+    assert summary["train"] + summary["holdout"] == 1
+    listed = Artifact.get("leak-gate-quarantine")
+    assert listed is not None and "openai_chat:card" in listed.data and "CREDIT_CARD" in listed.data
+    assert "4539" not in listed.data
+    funnel = Artifact.get("curation-summary")
+    assert funnel is not None and "| leak gate | 2 | 1 | quarantined 1 |" in funnel.data
