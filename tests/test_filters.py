@@ -178,9 +178,9 @@ def test_language_rule() -> None:
         {"role": "user", "content": "Bonjour, mon colis n'est jamais arrivé et le suivi ne montre rien."},
         {"role": "assistant", "content": "Je suis désolé, j'ouvre une enquête auprès du transporteur."},
     ]
-    assert verdict(cand(french)) == "wrong_language"
+    assert verdict(cand(french)) is None  # the default: any language
+    assert verdict(cand(french), languages=["en"]) == "wrong_language"
     assert verdict(cand(french), languages=["en", "fr"]) is None
-    assert verdict(cand(french), languages=[]) is None
 
 
 def test_mostly_redacted_trace() -> None:
@@ -259,7 +259,7 @@ def test_rules_command_lists_every_rule_with_keys_and_defaults() -> None:
     assert result.exit_code == 0, result.output
     rules = {r["rule"]: r for r in json.loads(result.stdout)["rules"]}
     assert set(rules) == {r.name for r in filters.RULES}
-    assert rules["length"]["keys"] == {"tokenizer": "base", "min_tokens": 8, "max_tokens": 4096}
+    assert rules["length"]["keys"] == {"tokenizer": "base", "min_tokens": 8, "max_tokens": 16384}
     assert "negative_feedback" in rules["negative_feedback"]["reasons"]
     human = CliRunner().invoke(app, ["rules"])
     assert human.exit_code == 0 and "max_repetition" in human.stdout

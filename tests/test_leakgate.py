@@ -6,6 +6,7 @@ import orjson
 import pytest
 
 from curation import leakgate
+from tests.conftest import FIXTURES
 
 
 def types(text: str) -> set[str]:
@@ -21,6 +22,9 @@ def types(text: str) -> set[str]:
         ("ssn 123-45-6789", {"US_SSN"}),
         ("call (212) 555-0134 or 212-555-0199", {"PHONE_NUMBER"}),
         ("server at 203.0.113.7", {"IP_ADDRESS"}),
+        ("服务器地址：8.8.4.4，子网掩码：255.255.255.0", {"IP_ADDRESS"}),
+        ("my card 213176828496175", {"CREDIT_CARD"}),
+        ("+33 6 12 34 56 78", {"PHONE_NUMBER"}),
         ("key sk-proj-abcdefghijklmnopqrstuvwx1234", {"SECRET"}),
         ("anthropic sk-ant-api03-abcdefghijklmnopqrstuvwx", {"SECRET"}),
         ("aws AKIAIOSFODNN7EXAMPLE", {"SECRET"}),
@@ -41,12 +45,19 @@ def test_finds_real_pii_and_secrets(text, expected):
         "id 123e4567-e89b-12d3-a456-426614174000",  # UUID
         "at 2026-10-01T10:00:00Z, release v2.14.1, build 20261001",
         "order 1234567890123456",  # 16 digits, not Luhn-valid
+        "signed 01100100 01100101 01101110 01101001 01110011 00100000",  # binary octets pass Luhn together
+        "order 4111111111111111",  # Luhn-valid, but labelled as an order number
         "hello <EMAIL_ADDRESS_1>, your card <CREDIT_CARD_1> and key <SECRET_1>",
         "",
     ],
 )
 def test_ignores_lookalikes_and_placeholders(text):
     assert types(text) == set()
+
+
+def test_false_positive_corpus_passes_the_gate():
+    text = (FIXTURES / "pii_false_positives.txt").read_text(encoding="utf-8")
+    assert [(e, text[a:b]) for e, a, b in leakgate.scan(text)] == []
 
 
 def test_check_lists_the_leaking_traces_and_types():

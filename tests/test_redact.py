@@ -15,7 +15,7 @@ from curation.fields import exported_fields
 from curation.ingest.run import ingest
 from curation.leakgate import LeakError
 from schemas.config import Config, RedactConfig, load_config
-from tests.conftest import ROOT, rows
+from tests.conftest import FIXTURES, ROOT, rows
 from tests.helpers import DEMO_CONFIG, chat_log, convo, write_jsonl
 
 CFG = RedactConfig(custom_entities={"ORDER_ID": r"\bNW-\d{6}\b"}, allowlist=["support@northwind.example"], workers=1)
@@ -38,6 +38,11 @@ def analyzed():
         "ticket 1234567890123456",
         "allowed": "Write to support@northwind.example any time.",
         "big": ("Nothing personal here, just a long log line. " * 23000) + "Contact: big.log@example.com",
+        "credits": "Directed By: Johannes Varvio",
+        "verses": "We read verses from Faina D. Yefremova's Cautionary Tales.",
+        "myname": "My name is Rubija and my card 213176828496175 was declined.",
+        "phones": "Call 60-56-85-91 or, Tel. 699 956 915. Phone: (99) 645-791, mobile 467 3395.",
+        "chinese_ip": "服务器地址：8.8.4.4，子网掩码：255.255.255.0，网关 192.168.1.1，备用 10.0.0.2",
     }
     found = redact.analyze_texts(list(texts.values()), CFG)
     return {
@@ -73,6 +78,37 @@ def test_awkward_inputs_are_pinned(analyzed):
     assert ("EMAIL_ADDRESS", "big.log@example.com") in analyzed["big"]  # a 1 MB text is analyzed in pieces
 
 
+def test_names_cards_and_phones_seen_missed_are_found(analyzed):
+    assert ("PERSON", "Johannes Varvio") in analyzed["credits"]  # "By: " label no longer drops it
+    assert ("PERSON", "Faina D. Yefremova") in analyzed["verses"]  # the NER calls it ORG
+    assert {("PERSON", "Rubija"), ("CREDIT_CARD", "213176828496175")} <= analyzed["myname"]
+    phones = {v for e, v in analyzed["phones"] if e == "PHONE_NUMBER"}
+    assert phones == {"60-56-85-91", "699 956 915", "(99) 645-791", "467 3395"}
+
+
+def test_ips_after_full_width_punctuation_are_redacted(analyzed):
+    ips = {v for e, v in analyzed["chinese_ip"] if e == "IP_ADDRESS"}
+    assert ips == {"8.8.4.4", "255.255.255.0", "192.168.1.1", "10.0.0.2"}
+    text = "服务器地址：8.8.4.4，子网掩码：255.255.255.0。"
+    messages = [{"role": "user", "content": text}]
+    fields = exported_fields(messages, None)
+    out, _, _ = redact.redact_trace(messages, None, fields, redact.analyze_texts([text], CFG), CFG)
+    assert out[0]["content"] == "服务器地址：<IP_ADDRESS_1>，子网掩码：<IP_ADDRESS_2>。"
+
+
+def test_false_positive_corpus_is_left_untouched():
+    lines = [
+        line
+        for line in (FIXTURES / "pii_false_positives.txt").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    messages = [{"role": "user", "content": line} for line in lines]
+    fields = exported_fields(messages, None)
+    findings = redact.analyze_texts([t for _, _, t in fields], CFG)
+    out, _, rows = redact.redact_trace(messages, None, fields, findings, CFG)
+    assert rows == [] and out == messages
+
+
 def test_placeholders_are_consistent_within_a_trace():
     messages = [
         {"role": "user", "content": "I am Maria Garcia (maria@example.com). Maria Garcia again."},
@@ -96,6 +132,18 @@ def test_ner_noise_is_cleaned():
     assert redact.clean(("PERSON", 8, 45, 0.85, "SpacyRecognizer"), text) == ("PERSON", 8, 20, 0.85, "SpacyRecognizer")
     assert redact.clean(("PERSON", 0, 6, 0.85, "SpacyRecognizer"), text) is None  # "Cheers"
     assert redact.clean(("PERSON", 0, 8, 0.85, "SpacyRecognizer"), '"order_id": 1') is None
+    credits = "Directed By: Johannes Varvio"
+    assert redact.clean(("PERSON", 9, 28, 0.85, "SpacyRecognizer"), credits)[1:3] == (13, 28)  # label cut
+    chat = "hi, i'm john smith and Paweł Nowak  98594 00922, we moved to Rio de Janeiro, Brazil"
+    spans = {k: chat.index(k) for k in ("john smith", "Paweł Nowak  98594", "Rio de Janeiro, Brazil")}
+    assert redact.clean(("PERSON", spans["john smith"], spans["john smith"] + 10, 0.85, "SpacyRecognizer"), chat)
+    nowak = redact.clean(("PERSON", spans["Paweł Nowak  98594"], spans["Paweł Nowak  98594"] + 18, 0.85, "Spacy"), chat)
+    assert chat[nowak[1] : nowak[2]] == "Paweł Nowak"  # the number after the name is cut, not the name dropped
+    rio = spans["Rio de Janeiro, Brazil"]
+    assert redact.clean(("LOCATION", rio, rio + 22, 0.85, "SpacyRecognizer"), chat)[1:3] == (rio, rio + 22)
+    assert redact.clean(("LOCATION", 4, 7, 0.85, "SpacyRecognizer"), chat) is None  # lower case: not a place
+    clinic = "See you at the clinic in Kraków."
+    assert redact.clean(("PERSON", 25, 31, 0.85, "SpacyRecognizer"), clinic)[0] == "LOCATION"  # "in" + a "person"
 
 
 def test_redact_stage_writes_tables_without_original_values(store, tmp_path):
