@@ -29,6 +29,21 @@ def prefect_server():
         yield
 
 
+@pytest.fixture(scope="session")
+def curated_samples(tmp_path_factory):
+    """data/samples ingested and curated once with the demo's config: (store, summary, dataset folder)."""
+    from curation import curate
+    from curation.ingest.run import ingest
+    from curation.store import Store
+    from schemas.config import load_config
+    from tests.helpers import DEMO_CONFIG
+
+    tmp = tmp_path_factory.mktemp("samples")
+    with Store(tmp / "s.duckdb") as s:
+        ingest(s, [ROOT / "data" / "samples"])
+        yield s, curate.run(s, load_config(DEMO_CONFIG), tmp / "dataset"), tmp / "dataset"
+
+
 @pytest.fixture
 def store(tmp_path):
     from curation.store import Store

@@ -108,7 +108,7 @@ def test_the_defaults_keep_varied_traces_with_their_own_system_prompts(store, tm
     agents = [r for r in rows_out if r.get("tools")]
     assert len(agents) == 6 and all(any(m.get("tool_calls") for m in r["messages"]) for r in agents)
     texts = " ".join(m.get("content") or "" for r in rows_out for m in r["messages"])
-    assert "红烧肉" in texts and "taux variable" in texts and "lighthouse" not in texts  # answers, not only prompts
+    assert "小火慢炖" in texts and "taux variable" in texts  # the answers, not only the prompts
     assert "Frost on the iron rail" in texts
 
 

@@ -14,9 +14,9 @@ from curation import curate, dedupe, redact
 from curation.fields import exported_fields
 from curation.ingest.run import ingest
 from curation.leakgate import LeakError
-from schemas.config import Config, RedactConfig, load_config
+from schemas.config import Config, RedactConfig
 from tests.conftest import FIXTURES, ROOT, rows
-from tests.helpers import DEMO_CONFIG, chat_log, convo, write_jsonl
+from tests.helpers import chat_log, convo, write_jsonl
 
 CFG = RedactConfig(custom_entities={"ORDER_ID": r"\bNW-\d{6}\b"}, allowlist=["support@northwind.example"], workers=1)
 
@@ -171,19 +171,8 @@ def test_leak_gate_stops_curation_on_a_secret_the_redactor_missed(store, tmp_pat
     assert summary["leak_gate"] == {"mode": "quarantine", "checked": 1, "leaks": 0, "quarantined": []}
 
 
-@pytest.fixture(scope="module")
-def redacted_samples(tmp_path_factory):
-    from curation.store import Store
-
-    cfg = load_config(DEMO_CONFIG)
-    with Store(tmp_path_factory.mktemp("r") / "s.duckdb") as store:
-        ingest(store, [ROOT / "data" / "samples"])
-        summary = curate.run(store, cfg)
-        yield store, summary
-
-
-def test_no_planted_pii_survives_in_the_sample_data(redacted_samples):
-    store, summary = redacted_samples
+def test_no_planted_pii_survives_in_the_sample_data(curated_samples):
+    store, summary, _ = curated_samples
     sys.path.insert(0, str(ROOT / "data"))
     import generate_samples as g
 

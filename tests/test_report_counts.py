@@ -10,35 +10,23 @@ from typing import Any
 
 import pytest
 
-from curation import curate
-from curation.ingest.run import ingest
-from curation.store import Store
-from schemas.config import load_config
-from tests.conftest import ROOT
-from tests.helpers import DEMO_CONFIG
-
 REASONS = ("exact_duplicate", "near_duplicate", "prefix_of")
 
 
 @pytest.fixture(scope="module")
-def sample_version(tmp_path_factory) -> dict[str, Any]:
+def sample_version(curated_samples) -> dict[str, Any]:
     """One dataset version curated from data/samples with the sample app's config."""
-    tmp = tmp_path_factory.mktemp("report-counts")
-    cfg = load_config(DEMO_CONFIG)
-    cfg.redact.workers = 1
-    with Store(tmp / "s.duckdb") as store:
-        ingest(store, [ROOT / "data" / "samples"])
-        summary = curate.run(store, cfg, tmp / "dataset")
-        decided = dict(
-            store.con.execute(
-                "SELECT reason, count(*) FROM decisions WHERE stage = 'dedupe' AND verdict = 'drop' GROUP BY ALL"
-            ).fetchall()
-        )
-        mixed = store.con.execute(
-            "SELECT count(*) FROM (SELECT cluster_id FROM dup_clusters WHERE reason IS NOT NULL "
-            "GROUP BY ALL HAVING count(DISTINCT kind) > 1)"
-        ).fetchone()[0]
-    latest = tmp / "dataset" / "latest"
+    store, summary, dataset = curated_samples
+    decided = dict(
+        store.con.execute(
+            "SELECT reason, count(*) FROM decisions WHERE stage = 'dedupe' AND verdict = 'drop' GROUP BY ALL"
+        ).fetchall()
+    )
+    mixed = store.con.execute(
+        "SELECT count(*) FROM (SELECT cluster_id FROM dup_clusters WHERE reason IS NOT NULL "
+        "GROUP BY ALL HAVING count(DISTINCT kind) > 1)"
+    ).fetchone()[0]
+    latest = dataset / "latest"
     return {
         "summary": summary,
         "decided": decided,
