@@ -335,7 +335,8 @@ def quarantine(
     limit: Annotated[int, typer.Option("--limit", help="At most this many rows.")] = 50,
     as_json: JsonOpt = False,
 ) -> None:
-    """List quarantined records: file, line, reason code and the message naming the field."""
+    """List quarantined records: file name and line first, then the reason code and the message naming
+    the field (ingest) or the stage's reason (redact, leak gate). --json gives full paths and excerpts."""
     from curation.store import Store, StoreError
 
     try:
