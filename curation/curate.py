@@ -30,6 +30,14 @@ class EmptyStoreError(ValueError):
     """The store holds no traces: there is nothing to curate yet."""
 
 
+def require_traces(store: Store, how: str) -> int:
+    """The number of traces in the store; EmptyStoreError (saying `how` to ingest) when there are none."""
+    n = store.count("traces")
+    if not n:
+        raise EmptyStoreError(f"{store.path}: no traces to curate yet; ingest some first: {how}")
+    return n
+
+
 MAX_LISTED_LEAKS = 100  # leak-gate hits listed by id in the summary (all are in `quarantine`)
 
 
@@ -307,11 +315,7 @@ def _stamp(store: Store, version: int, sel: Selection) -> None:
 def run(store: Store, config: Config, out: Path | None = None) -> dict[str, Any]:
     """Run the curation stages; with `out`, write a dataset version there. Returns each stage's
     counts (the `--json` summary)."""
-    summary: dict[str, Any] = {"traces": store.count("traces")}
-    if not summary["traces"]:
-        raise EmptyStoreError(
-            f"{store.path}: no traces to curate yet; ingest some first: tracetune ingest PATH... --db {store.path}"
-        )
+    summary: dict[str, Any] = {"traces": require_traces(store, f"tracetune ingest PATH... --db {store.path}")}
     summary["dedupe"] = dedupe.run(store, config.dedupe).as_dict()
     summary["redact"] = redact.run(store, config.redact).as_dict()
     gate = leak_gate(store, config.redact.leak_gate)

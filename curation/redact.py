@@ -129,21 +129,20 @@ def analyze_texts(texts: list[str], cfg: RedactConfig) -> list[list[Finding]]:
 NER_ENTITIES = frozenset(("PERSON", "LOCATION", "NRP"))
 
 
-_LANGS: list[Any] = []  # one py3langid identifier for the languages where English NER misfires
+@functools.cache
+def _langid() -> Any:
+    """One py3langid identifier per process, narrowed to the languages where English NER misfires."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    ident = LanguageIdentifier.from_model_file(MODEL_FILE)
+    ident.set_languages(["en", "fr", "es", "de", "it", "pt", "nl"])
+    return ident
 
 
 @functools.lru_cache(maxsize=4096)
 def _english(text: str) -> bool:
     """py3langid's guess among en/fr/es/de/it/pt/nl; a text under six words counts as English."""
-    if len(text.split()) < 6:
-        return True
-    if not _LANGS:
-        from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-        ident = LanguageIdentifier.from_model_file(MODEL_FILE)
-        ident.set_languages(["en", "fr", "es", "de", "it", "pt", "nl"])
-        _LANGS.append(ident)
-    return _LANGS[0].classify(text)[0] == "en"
+    return len(text.split()) < 6 or _langid().classify(text)[0] == "en"
 
 
 def _sentence_start(text: str, start: int) -> bool:

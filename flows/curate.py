@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from curation import dedupe, redact
-from curation.curate import EmptyStoreError, finish, leak_gate
+from curation.curate import finish, leak_gate, require_traces
 from curation.store import Store
 from flows.ingest import ingest_task
 from schemas.config import load_config
@@ -54,8 +54,7 @@ def curate_flow(
     if paths:
         summary["ingest"] = ingest_task(paths, db, "auto", config)
     with Store(db) as store:
-        if not store.count("traces"):
-            raise EmptyStoreError(f"{db}: no traces to curate yet; ingest some first (curate_flow(paths=[...]))")
+        require_traces(store, "curate_flow(paths=[...])")
     summary["dedupe"] = dedupe_task(db, config)
     summary["redact"] = redact_task(db, config)
     gate = leak_gate_task(db, load_config(config).redact.leak_gate)

@@ -70,9 +70,11 @@ def _section(name: str, model: BaseModel) -> list[str]:
     for key, field in type(model).model_fields.items():
         value = dumped[key]
         choices = get_args(field.annotation) if get_origin(field.annotation) is Literal else ()
-        note = f" (one of: {' | '.join(map(str, choices))})" if choices else ""
-        if field.description or note:
-            lines.append(f"  # {field.description or ''}{note}".replace("#  (", "# ("))
+        comment = [field.description] if field.description else []
+        if choices:
+            comment.append(f"(one of: {' | '.join(map(str, choices))})")
+        if comment:
+            lines.append(f"  # {' '.join(comment)}")
         if isinstance(value, list) and value and len(_yaml_value(value)) > 100:
             lines.append(f"  {key}:")
             lines += [f"    - {_yaml_value(item)}" for item in value]

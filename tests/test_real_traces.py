@@ -4,7 +4,6 @@ the leak gate that quarantines instead of halting, and the CLI's answers to a fi
 from __future__ import annotations
 
 import json
-import subprocess
 
 import orjson
 import yaml
@@ -13,13 +12,10 @@ from curation import curate
 from curation.ingest.run import ingest
 from schemas.config import Config, RedactConfig, config_hash, load_config
 from schemas.starter import starter_yaml
-from tests.conftest import TRACETUNE, rows
+from tests.conftest import rows
 from tests.helpers import DEMO_CONFIG, chat_log, convo, write_jsonl
+from tests.test_cli import run
 from tests.varied import write_varied
-
-
-def run(*args: str, cwd=None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([TRACETUNE, *args], capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
 def fast(cfg: Config) -> Config:

@@ -16,7 +16,15 @@ from rich.table import Table
 from curation.ingest.formats import NAMES, help_text
 from schemas.config import DEFAULT_DB, ConfigError, load_config
 from tracetune import config_cmd
-from tracetune.output import curate_summary, err, ingest_summary, print_eval_summary, train_summary
+from tracetune.output import (
+    curate_summary,
+    err,
+    fail,
+    ingest_summary,
+    leak_warning,
+    print_eval_summary,
+    train_summary,
+)
 
 if TYPE_CHECKING:
     from curation.ingest.run import IngestStats
@@ -37,11 +45,6 @@ app = typer.Typer(
 )
 app.command("init")(config_cmd.init)
 app.add_typer(config_cmd.app, name="config")
-
-
-def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def _run_ingest(paths: list[Path], db: Path, fmt: str, config: Path | None, quiet: bool) -> IngestStats:
@@ -72,8 +75,7 @@ def _run_ingest(paths: list[Path], db: Path, fmt: str, config: Path | None, quie
             with bar:
                 return ingest(store, [str(p) for p in paths], fmt, cfg.ingest, progress)
     except (StoreError, ConfigError, FileNotFoundError, ValueError, WorkerError) as exc:
-        _fail(str(exc))
-        raise AssertionError from exc  # unreachable: _fail exits
+        fail(str(exc))
 
 
 DbOpt = Annotated[Path, typer.Option("--db", help="DuckDB database file (created if missing).")]
@@ -131,8 +133,6 @@ def curate(
     if as_json:
         sys.stdout.write(json.dumps({"db": str(db), **summary}) + "\n")
         if summary.get("leak_gate", {}).get("leaks"):
-            from tracetune.output import leak_warning
-
             leak_warning(summary["leak_gate"])
     else:
         curate_summary(summary)
@@ -140,7 +140,6 @@ def curate(
 
 def _run_curate(db: Path, config: Path | None, out: Path | None) -> dict[str, Any]:
     from curation import curate as curate_lib
-    from curation.curate import EmptyStoreError
     from curation.leakgate import LeakError
     from curation.split import LeakageError
     from curation.store import Store, StoreError
@@ -151,14 +150,11 @@ def _run_curate(db: Path, config: Path | None, out: Path | None) -> dict[str, An
         with Store(db) as store, err.status("curating: dedupe, redact, leak gate, rules, split, export..."):
             return curate_lib.run(store, cfg, out)
     except LeakError as exc:
-        _fail(str(exc), code=3)
+        fail(str(exc), code=3)
     except LeakageError as exc:
-        _fail(str(exc), code=4)
-    except EmptyStoreError as exc:
-        _fail(str(exc))
+        fail(str(exc), code=4)
     except (StoreError, ConfigError, ValueError, WorkerError, OSError) as exc:
-        _fail(str(exc))
-    raise AssertionError("unreachable")
+        fail(str(exc))
 
 
 @app.command()
@@ -171,15 +167,14 @@ def rules(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     try:
         cfg = load_config(config)
     except ConfigError as exc:
-        _fail(str(exc))
-        raise AssertionError from exc
-    defaults = cfg.filter.model_dump(mode="json")
+        fail(str(exc))
+    values = cfg.filter.model_dump(mode="json")
     rows = [
         {
             "rule": r.name,
             "group": r.group,
             "reasons": list(r.reasons),
-            "keys": {k: defaults[k] for k in r.keys},
+            "keys": {k: values[k] for k in r.keys},
             "description": r.description,
         }
         for r in RULES
@@ -253,8 +248,7 @@ def _run_train(
         with bar:
             result = train_lib(dataset, target, cfg, base=base, db=db, resume=resume, merge=merge, progress=progress)
     except (TrainError, DatasetError, ModelError, ConfigError) as exc:
-        _fail(str(exc))
-        raise AssertionError from exc
+        fail(str(exc))
     r = result.run
     summary = {
         "adapter": str(result.adapter_dir),
@@ -323,8 +317,7 @@ def _run_evaluate(
         with bar:
             result = evaluate_lib(adapter, dataset, cfg, out=out, base=base, db=db, progress=progress)
     except (EvalError, ConfigError) as exc:
-        _fail(str(exc))
-        raise AssertionError from exc
+        fail(str(exc))
     return result
 
 
@@ -347,7 +340,7 @@ def quarantine(
                 [code, code, limit],
             ).fetchall()
     except StoreError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     keys = ("source_file", "source_line", "code", "message", "excerpt")
     if as_json:
         for r in found:
@@ -375,7 +368,7 @@ def demo(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
     from training.evaluate import summary as eval_summary
 
     if not (SAMPLES.is_dir() and DEMO_CONFIG.is_file()):
-        _fail(f"{SAMPLES} or {DEMO_CONFIG} not found: the demo runs from a checkout of the repository (make demo)")
+        fail(f"{SAMPLES} or {DEMO_CONFIG} not found: the demo runs from a checkout of the repository (make demo)")
     stats = _run_ingest([SAMPLES], db, "auto", DEMO_CONFIG, quiet=False)
     summary = _run_curate(db, DEMO_CONFIG, DEFAULT_OUT)
     if not as_json:

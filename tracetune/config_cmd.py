@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from schemas.config import ConfigError, config_hash, load_config
 from schemas.starter import starter_yaml
-from tracetune.output import err
+from tracetune.output import err, fail
 
 ConfigOpt = Annotated[
     Path | None,
@@ -31,8 +31,7 @@ def init(
     for the usual fine-tuning goals (JSON output with a schema, replacing a long production prompt,
     tool use, one language, your own identifiers). It loads to exactly the built-in defaults."""
     if path.exists() and not force:
-        err.print(f"[bold red]error:[/] {escape(str(path))} exists; pass --force to overwrite it", highlight=False)
-        raise typer.Exit(2)
+        fail(f"{path} exists; pass --force to overwrite it")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(starter_yaml(), encoding="utf-8")
     err.print(
@@ -51,8 +50,7 @@ def show(
     try:
         cfg = load_config(config)
     except ConfigError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from None
+        fail(str(exc))
     values = cfg.model_dump(mode="json")
     digest = config_hash(cfg)
     if as_json:

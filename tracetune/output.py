@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -13,6 +14,12 @@ if TYPE_CHECKING:
     from curation.ingest.run import IngestStats
 
 err = Console(stderr=True, emoji=False)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print one clear error line on stderr and exit with `code`."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
 
 
 def leak_warning(gate: dict[str, Any]) -> None:
