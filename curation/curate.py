@@ -93,7 +93,8 @@ def _candidates(store: Store) -> list[filters.Candidate]:
             "SELECT trace_id FROM quarantine WHERE stage <> 'ingest' AND trace_id IS NOT NULL"
         ).fetchall()
     }
-    kept = set(dedupe.kept_ids(store)) - quarantined
+    excluded = {r[0] for r in store.con.execute("SELECT trace_id FROM review_exclusions").fetchall()}
+    kept = set(dedupe.kept_ids(store)) - quarantined - excluded
     rows = store.con.execute(
         "SELECT t.trace_id, r.messages, r.tools, t.model, t.tags, t.metadata, t.created_at, t.finish_reason, "
         "t.error, t.feedback FROM traces t JOIN redacted_messages r USING (trace_id) ORDER BY t.trace_id"
@@ -120,8 +121,13 @@ def _candidates(store: Store) -> list[filters.Candidate]:
 
 
 def _upstream_decisions(store: Store) -> dict[str, tuple[str, str, str | None, dict[str, Any]]]:
-    """Drops made before the filter: quarantined by a stage, or dropped as a duplicate."""
+    """Drops made before the filter: quarantined by a stage, dropped as a duplicate, or excluded by a
+    reviewer (every later version honours a review exclusion)."""
     out: dict[str, tuple[str, str, str | None, dict[str, Any]]] = {}
+    for tid, version, note in store.con.execute(
+        "SELECT trace_id, version, note FROM review_exclusions JOIN traces USING (trace_id)"
+    ).fetchall():
+        out[tid] = ("review", "drop", "excluded_by_review", {"reviewed_version": version, "note": note})
     for tid, stage, code in store.con.execute(
         "SELECT trace_id, stage, code FROM quarantine WHERE trace_id IS NOT NULL AND stage <> 'ingest'"
     ).fetchall():

@@ -198,6 +198,51 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
     """,
     ),
+    (
+        6,
+        "reviews, review exclusions, adapter registry, flow run ids",
+        """
+        CREATE TABLE reviews (
+            version INTEGER NOT NULL,
+            decision VARCHAR NOT NULL,
+            reviewer VARCHAR,
+            note VARCHAR,
+            excluded VARCHAR[],
+            approved_from INTEGER,
+            flow_run_id VARCHAR,
+            decided_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+        );
+        CREATE TABLE review_exclusions (
+            trace_id VARCHAR PRIMARY KEY,
+            version INTEGER NOT NULL,
+            reviewer VARCHAR,
+            note VARCHAR,
+            excluded_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+        );
+        CREATE TABLE adapters (
+            adapter_dir VARCHAR PRIMARY KEY,
+            name VARCHAR NOT NULL,
+            dataset_version INTEGER,
+            training_run_id VARCHAR,
+            flow_run_id VARCHAR,
+            registered_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+        );
+        CREATE TABLE promotions (
+            name VARCHAR NOT NULL,
+            action VARCHAR NOT NULL,
+            adapter_dir VARCHAR NOT NULL,
+            previous_dir VARCHAR,
+            eval_id VARCHAR,
+            forced BOOLEAN NOT NULL DEFAULT false,
+            reason VARCHAR,
+            actor VARCHAR,
+            flow_run_id VARCHAR,
+            decided_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+        );
+        ALTER TABLE training_runs ADD COLUMN flow_run_id VARCHAR;
+        ALTER TABLE eval_runs ADD COLUMN flow_run_id VARCHAR;
+    """,
+    ),
 )
 
 

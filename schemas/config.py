@@ -211,6 +211,32 @@ class ExportConfig(_Section):
         return self
 
 
+class PipelineConfig(_Section):
+    """The unattended loop (`pipeline_flow`, the Prefect deployments): inbox, when to train, review, registry."""
+
+    inbox: str = Field(default="data/inbox", description="folder of new trace files the pipeline ingests each run")
+    min_train_rows: int = Field(default=50, ge=1, description="train rows a dataset version needs to be trained on")
+    min_new_rows: int = Field(
+        default=1, ge=1, description="train rows not in the last trained version needed to train again"
+    )
+    require_approval: bool = Field(
+        default=False,
+        description="suspend after curation until a reviewer approves (Prefect UI form or `tracetune review`)",
+    )
+    review_timeout_hours: float = Field(
+        default=72, gt=0, description="a review not given within this time fails the suspended run"
+    )
+    adapters_dir: str = Field(
+        default="data/adapters", description="adapters trained by the pipeline: DIR/<dataset name>/v0003-<run>"
+    )
+    promote: bool = Field(default=True, description="make a new adapter current when its evaluation says promote")
+    writer_limit: str = Field(
+        default="tracetune-duckdb-writer",
+        pattern=r"^[a-z0-9][a-z0-9-]*$",
+        description="Prefect global concurrency limit (limit 1) held while a flow writes the database",
+    )
+
+
 class Config(_Section):
     """Top-level configuration; each stage reads its own section."""
 
@@ -222,6 +248,7 @@ class Config(_Section):
     export: ExportConfig = Field(default_factory=ExportConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
 
 
 class ConfigError(ValueError):
