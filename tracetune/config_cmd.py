@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -13,12 +12,8 @@ from rich.markup import escape
 
 from schemas.config import ConfigError, config_hash, load_config
 from schemas.starter import starter_yaml
-from tracetune.output import err, fail
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", help="YAML config (default: the built-in defaults; `tracetune init` writes them)."),
-]
+from tracetune.options import ConfigOpt
+from tracetune.output import emit_json, err, fail
 
 app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True, add_completion=False)
 
@@ -54,8 +49,7 @@ def show(
     values = cfg.model_dump(mode="json")
     digest = config_hash(cfg)
     if as_json:
-        sys.stdout.write(json.dumps({"config_hash": digest, "source": str(config or "defaults"), "config": values}))
-        sys.stdout.write("\n")
+        emit_json({"config_hash": digest, "source": str(config or "defaults"), "config": values})
         return
     sys.stdout.write(f"# effective config from {config or 'the built-in defaults'}; config_hash {digest}\n")
     sys.stdout.write(yaml.safe_dump(values, sort_keys=False, allow_unicode=True, width=110))

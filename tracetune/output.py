@@ -1,13 +1,26 @@
-"""What the commands print on the terminal: summaries of ingest, curation, training and evaluation."""
+"""What the commands print: summaries, tables, JSON lines and progress bars."""
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    ProgressColumn,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -20,6 +33,95 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Print one clear error line on stderr and exit with `code`."""
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def emit_json(obj: Any) -> None:
+    """Write `obj` as one JSON line on stdout."""
+    sys.stdout.write(json.dumps(obj) + "\n")
+
+
+def _bar(*columns: ProgressColumn | str, quiet: bool = False) -> Progress:
+    """A transient progress bar on stderr, shown only on a terminal."""
+    return Progress(*columns, console=err, transient=True, disable=quiet or not err.is_terminal)
+
+
+def ingest_progress(quiet: bool) -> tuple[Progress, Callable[[str, int, int], None]]:
+    """The ingest bar (one task per file, in bytes) and its callback `progress(file, done, total)`."""
+    bar = _bar(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        quiet=quiet,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def progress(file: str, done: int, total: int) -> None:
+        if file not in tasks:
+            tasks[file] = bar.add_task(Path(file).name[-40:], total=total)
+        bar.update(tasks[file], completed=done)
+
+    return bar, progress
+
+
+def train_progress() -> tuple[Progress, Callable[[dict[str, Any]], None]]:
+    """The training bar (step, loss, tokens/s) and its callback `progress(p)`."""
+    bar = _bar(
+        TextColumn("training"),
+        BarColumn(),
+        TextColumn("step {task.completed}/{task.total} loss {task.fields[loss]} {task.fields[tps]} tok/s"),
+        TimeRemainingColumn(),
+    )
+    task = bar.add_task("train", total=None, loss="-", tps="-")
+
+    def progress(p: dict[str, Any]) -> None:
+        loss = f"{p['loss']:.3f}" if p["loss"] is not None else "-"
+        bar.update(task, completed=p["step"], total=p["max_steps"], loss=loss, tps=f"{p['tokens_per_s']:.0f}")
+
+    return bar, progress
+
+
+def eval_progress() -> tuple[Progress, Callable[[str, int, int], None]]:
+    """The evaluation bar (generation stage and count) and its callback `progress(stage, done, total)`."""
+    bar = _bar(
+        TextColumn("generating ({task.fields[stage]})"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+    )
+    task = bar.add_task("eval", total=None, stage="-")
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total, stage=stage)
+
+    return bar, progress
+
+
+def rules_table(rows: list[dict[str, Any]]) -> None:
+    """The quality rules, in the order they run, as a table on stdout."""
+    t = Table(title="quality rules (config section filter:)", header_style="bold", show_lines=True)
+    for col in ("rule", "group", "reason codes", "config keys = value", "what it drops"):
+        t.add_column(col)
+    for row in rows:
+        keys = "\n".join(f"{k} = {json.dumps(v)[:60]}" for k, v in row["keys"].items()) or "-"
+        t.add_row(row["rule"], row["group"], "\n".join(row["reasons"]), escape(keys), row["description"])
+    Console(emoji=False).print(t)
+    Console(emoji=False).print("Switch a rule off with filter.disabled: [name, ...].")
+
+
+def quarantine_table(found: list[tuple[Any, ...]]) -> None:
+    """Quarantined records (file, line, code, message, excerpt) as a table, then the folders they are in."""
+    t = Table(header_style="bold")
+    t.add_column("file:line", overflow="fold")
+    t.add_column("code", no_wrap=True)
+    t.add_column("message", overflow="fold")
+    for f, n, c, m, _ in found:
+        t.add_row(escape(f"{Path(f).name}:{n}"), c, escape(m))
+    Console(emoji=False).print(t)
+    folders = sorted({str(Path(f).parent) for f, *_ in found})
+    if folders:
+        Console(emoji=False).print(f"in: {escape(', '.join(folders))} (full paths with --json)", highlight=False)
 
 
 def leak_warning(gate: dict[str, Any]) -> None:

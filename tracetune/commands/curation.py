@@ -1,0 +1,163 @@
+"""`ingest`, `curate`, `rules` and `quarantine`: traces into the store, the store into dataset versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from curation.ingest.formats import NAMES
+from schemas.config import DEFAULT_DB, ConfigError, load_config
+from tracetune.options import DEFAULT_OUT, ConfigOpt, DbOpt, JsonOpt, OutOpt
+from tracetune.output import (
+    curate_summary,
+    emit_json,
+    err,
+    fail,
+    ingest_progress,
+    ingest_summary,
+    leak_warning,
+    quarantine_table,
+    rules_table,
+)
+
+if TYPE_CHECKING:
+    from curation.ingest.run import IngestStats
+
+
+def _run_ingest(paths: list[Path], db: Path, fmt: str, config: Path | None, quiet: bool) -> IngestStats:
+    """Ingest `paths` into the store at `db` with a progress bar; a clear error and exit 2 on failure."""
+    from curation.ingest.run import ingest
+    from curation.store import Store, StoreError
+    from curation.workers import WorkerError
+
+    try:
+        cfg = load_config(config)
+        with Store(db) as store:
+            bar, progress = ingest_progress(quiet)
+            with bar:
+                return ingest(store, [str(p) for p in paths], fmt, cfg.ingest, progress)
+    except (StoreError, ConfigError, FileNotFoundError, ValueError, WorkerError) as exc:
+        fail(str(exc))
+
+
+def ingest_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="Trace files or directories (walked recursively).")],
+    db: DbOpt = DEFAULT_DB,
+    fmt: Annotated[str, typer.Option("--format", help=f"auto, or force one of: {', '.join(NAMES)}.")] = "auto",
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Read trace files into the DuckDB store; unusable records go to `quarantine` with a reason.
+
+    Files may be .jsonl, .json (one object or an array), .parquet, and gzip or zstd compressed; a
+    directory is walked. Re-ingesting an unchanged file is a no-op (its sha256 is recorded); a changed
+    file adds only records not already stored. Counts reconcile:
+    records = accepted + already_present + quarantined.
+
+    Batch API input and output files are joined on custom_id: ingest them in the same call.
+    """
+    stats = _run_ingest(paths, db, fmt, config, quiet=False)
+    if as_json:
+        emit_json({"db": str(db), **stats.as_dict()})
+    else:
+        ingest_summary(stats, db)
+
+
+def curate(
+    db: DbOpt = DEFAULT_DB, config: ConfigOpt = None, out: OutOpt = DEFAULT_OUT, as_json: JsonOpt = False
+) -> None:
+    """Curate the ingested traces into a dataset version: dedupe (exact, prefix chains, MinHash
+    near-duplicates), redact PII and secrets with presidio, run the leak gate, apply the quality
+    rules (`tracetune rules`), check every row against OpenAI's fine-tuning format, split
+    train/holdout by session/user/duplicate cluster (a trace once in holdout stays there) and
+    check the split for leakage.
+
+    Writes OUT/vNNNN/{train,holdout}.jsonl, trace_ids.json, manifest.json, README.md (dataset
+    card), report.html and report.json, only when the rows changed since the latest version.
+    A trace the leak gate flags (PII or a secret left after redaction) is quarantined, listed by id
+    and entity type, and the run goes on (exit 0 with a warning); with redact.leak_gate: fail it
+    stops the run (exit 3). A train/holdout leak (exit 4) stops the run with the trace ids.
+    An empty store (nothing ingested yet) is an error (exit 2)."""
+    summary = _run_curate(db, config, out)
+    if as_json:
+        emit_json({"db": str(db), **summary})
+        if summary.get("leak_gate", {}).get("leaks"):
+            leak_warning(summary["leak_gate"])
+    else:
+        curate_summary(summary)
+
+
+def _run_curate(db: Path, config: Path | None, out: Path | None) -> dict[str, Any]:
+    """Run the curation pipeline on the store at `db`; exit 3 on a leak-gate stop, 4 on split leakage, else 2."""
+    from curation import curate as curate_lib
+    from curation.leakgate import LeakError
+    from curation.split import LeakageError
+    from curation.store import Store, StoreError
+    from curation.workers import WorkerError
+
+    try:
+        cfg = load_config(config)
+        with Store(db) as store, err.status("curating: dedupe, redact, leak gate, rules, split, export..."):
+            return curate_lib.run(store, cfg, out)
+    except LeakError as exc:
+        fail(str(exc), code=3)
+    except LeakageError as exc:
+        fail(str(exc), code=4)
+    except (StoreError, ConfigError, ValueError, WorkerError, OSError) as exc:
+        fail(str(exc))
+
+
+def rules(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """List the quality rules in the order they run, with their reason codes, config keys
+    (section `filter:`) and the values in effect (the defaults, or those of --config). The first
+    rule that drops a trace gives its reason."""
+    from curation.filters import RULES
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        fail(str(exc))
+    values = cfg.filter.model_dump(mode="json")
+    rows = [
+        {
+            "rule": r.name,
+            "group": r.group,
+            "reasons": list(r.reasons),
+            "keys": {k: values[k] for k in r.keys},
+            "description": r.description,
+        }
+        for r in RULES
+    ]
+    if as_json:
+        emit_json({"rules": rows, "disabled_by_key": "filter.disabled"})
+        return
+    rules_table(rows)
+
+
+def quarantine(
+    db: DbOpt = DEFAULT_DB,
+    code: Annotated[str | None, typer.Option("--code", help="Only this reason code (e.g. invalid_json).")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many rows.")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """List quarantined records: file name and line first, then the reason code and the message naming
+    the field (ingest) or the stage's reason (redact, leak gate). --json gives full paths and excerpts."""
+    from curation.store import Store, StoreError
+
+    try:
+        with Store(db, read_only=True) as store:
+            found = store.con.execute(
+                "SELECT source_file, source_line, code, message, excerpt FROM quarantine "
+                "WHERE ? IS NULL OR code = ? ORDER BY source_file, source_line LIMIT ?",
+                [code, code, limit],
+            ).fetchall()
+    except StoreError as exc:
+        fail(str(exc))
+    keys = ("source_file", "source_line", "code", "message", "excerpt")
+    if as_json:
+        for r in found:
+            emit_json(dict(zip(keys, r, strict=True)))
+        return
+    quarantine_table(found)
