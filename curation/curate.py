@@ -124,10 +124,6 @@ def _upstream_decisions(store: Store) -> dict[str, tuple[str, str, str | None, d
     """Drops made before the filter: quarantined by a stage, dropped as a duplicate, or excluded by a
     reviewer (every later version honours a review exclusion)."""
     out: dict[str, tuple[str, str, str | None, dict[str, Any]]] = {}
-    for tid, version, note in store.con.execute(
-        "SELECT trace_id, version, note FROM review_exclusions JOIN traces USING (trace_id)"
-    ).fetchall():
-        out[tid] = ("review", "drop", "excluded_by_review", {"reviewed_version": version, "note": note})
     for tid, stage, code in store.con.execute(
         "SELECT trace_id, stage, code FROM quarantine WHERE trace_id IS NOT NULL AND stage <> 'ingest'"
     ).fetchall():
@@ -138,6 +134,10 @@ def _upstream_decisions(store: Store) -> dict[str, tuple[str, str, str | None, d
         out.setdefault(
             tid, ("dedupe", "drop", DEDUPE_REASON.get(kind, kind), {"representative": rep, "similarity": sim})
         )
+    for tid, version, note in store.con.execute(
+        "SELECT trace_id, version, note FROM review_exclusions JOIN traces USING (trace_id)"
+    ).fetchall():
+        out.setdefault(tid, ("review", "drop", "excluded_by_review", {"reviewed_version": version, "note": note}))
     return out
 
 
@@ -258,7 +258,8 @@ def write_dataset(store: Store, cfg: Config, sel: Selection, out: Path, summary:
         InputFile(path=p, sha256=s, rows=int(n))
         for p, s, n in store.con.execute("SELECT path, sha256, accepted FROM ingest_files ORDER BY path").fetchall()
     ]
-    payload = report.build(store, cfg, sel, summary, version, parent.version if parent else None)
+    parent_folder = out / f"v{parent.version:04d}" if parent else None
+    payload = report.build(store, cfg, sel, summary, version, parent.version if parent else None, parent_folder)
     files = {
         "train.jsonl": train,
         "holdout.jsonl": holdout,

@@ -12,7 +12,7 @@ import orjson
 import yaml
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from curation import charts, dedupe
+from curation import changes, charts, dedupe
 from schemas.config import Config, config_hash
 from schemas.dataset import DatasetManifest
 
@@ -140,10 +140,37 @@ def _distribution(values: list[int]) -> dict[str, Any]:
     }
 
 
+def _changes(store: Store, sel: Selection, parent: Path | None, reasons: dict[str, Any], pii: list) -> dict[str, Any]:
+    """What changed since the version in folder `parent` (see `changes.diff`)."""
+    sql = "SELECT trace_id, stage || ':' || reason FROM decisions WHERE verdict = 'drop'"
+    dropped = dict(store.con.execute(sql).fetchall())
+    return changes.diff(
+        parent,
+        sel.train.ids,
+        sel.holdout.ids,
+        dict(zip(sel.train.ids + sel.holdout.ids, sel.train.rows + sel.holdout.rows, strict=True)),
+        reasons,
+        {e: int(n) for e, n, _ in pii},
+        _cluster_ids(store),
+        dropped,
+    )
+
+
+def _cluster_ids(store: Store) -> list[str]:
+    return [r[0] for r in store.con.execute("SELECT DISTINCT cluster_id FROM dup_clusters ORDER BY 1").fetchall()]
+
+
 def build(
-    store: Store, cfg: Config, sel: Selection, summary: dict[str, Any], version: int, parent: int | None
+    store: Store,
+    cfg: Config,
+    sel: Selection,
+    summary: dict[str, Any],
+    version: int,
+    parent: int | None,
+    parent_folder: Path | None = None,
 ) -> dict[str, Any]:
-    """The report payload (what `report.json` holds and `report.html` shows)."""
+    """The report payload (what `report.json` holds and `report.html` shows); `parent_folder` is
+    the previous version's folder, which `changes` compares with (None: the first version)."""
     from curation.curate import DEDUPE_REASON, reasons_by_stage
 
     ingest = store.con.execute(
@@ -159,6 +186,9 @@ def build(
         "redact": summary["redact"]["redacted"] + summary["redact"]["already_redacted"],
     }
     after["leak gate"] = after["redact"] - summary.get("leak_gate", {}).get("leaks", 0)
+    reviewed = reasons.get("review", {}).get("excluded_by_review", 0)
+    if reviewed:  # excluded by a reviewer of an earlier version: out of the filter's candidates
+        after["review"] = after["leak gate"] - reviewed
     after |= {
         "filter": summary["filter"]["kept"],
         "export checks": summary["export_checks"]["valid"],
@@ -169,7 +199,8 @@ def build(
         {"stage": "dedupe", "in": traces, "out": after["dedupe"]},
         {"stage": "redact", "in": after["dedupe"], "out": after["redact"]},
         {"stage": "leak gate", "in": after["redact"], "out": after["leak gate"]},
-        {"stage": "filter", "in": after["leak gate"], "out": after["filter"]},
+        *([{"stage": "review", "in": after["leak gate"], "out": after["review"]}] if reviewed else []),
+        {"stage": "filter", "in": after.get("review", after["leak gate"]), "out": after["filter"]},
         {"stage": "export checks", "in": after["filter"], "out": after["export checks"]},
         {"stage": "train", "in": after["export checks"], "out": len(sel.train.rows)},
         {"stage": "holdout", "in": after["export checks"], "out": len(sel.holdout.rows)},
@@ -185,6 +216,7 @@ def build(
         "dataset": cfg.export.name,
         "version": version,
         "parent_version": parent,
+        "changes": _changes(store, sel, parent_folder if parent is not None else None, reasons, pii),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "config_hash": config_hash(cfg),
         "config": cfg.model_dump(mode="json"),
@@ -208,7 +240,8 @@ def build(
         },
         "reconciled": decided.get("keep", 0) + decided.get("drop", 0) == traces
         and decided.get("keep", 0) == len(sel.train.rows) + len(sel.holdout.rows)
-        and all(reasons.get("dedupe", {}).get(r, 0) == n for r, n in dups["dropped_by_reason"].items()),
+        and all(reasons.get("dedupe", {}).get(r, 0) == n for r, n in dups["dropped_by_reason"].items())
+        and after.get("review", after["leak gate"]) == summary["filter"]["traces"],
         "reasons": reasons,
         "examples": _examples(store),
         "leak_gate": {
@@ -229,7 +262,7 @@ def build(
             "train_stats": _distribution(sel.train.tokens),
             "holdout_stats": _distribution(sel.holdout.tokens),
         },
-        "duplicates": dups,
+        "duplicates": dups | {"cluster_ids": _cluster_ids(store)},
         "split": summary["split"],
         "filter": summary["filter"],
         "samples": [

@@ -1,4 +1,5 @@
-"""Prefect flow for a curation run: ingest (optional), then the curation stages as tasks."""
+"""Prefect flow for a curation run: ingest (optional), then the curation stages as tasks; announces a
+new dataset version with the `tracetune.dataset.created` event."""
 
 from __future__ import annotations
 
@@ -6,38 +7,54 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from curation import dedupe, redact
-from curation.curate import finish, leak_gate, require_traces
+from curation.curate import finish, leak_gate, reasons_by_stage, require_traces
 from curation.store import Store
-from flows.ingest import ingest_task
+from curation.summary import drop_reason_rows, funnel_markdown
+from flows.events import announce_dataset
+from flows.ingest import ingest_task, transient
+from flows.locks import db_writer
 from schemas.config import load_config
 
 
-@task(name="dedupe", cache_policy=NO_CACHE)
+def _writer(config: str | None) -> Any:
+    return db_writer(load_config(config).pipeline.writer_limit)
+
+
+@task(name="dedupe", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=transient)
 def dedupe_task(db: str, config: str | None) -> dict[str, Any]:
-    with Store(db) as store:
+    with _writer(config), Store(db) as store:
+        require_traces(store, "curate_flow(paths=[...])")
         return dedupe.run(store, load_config(config).dedupe).as_dict()
 
 
-@task(name="redact", cache_policy=NO_CACHE)
+@task(name="redact", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=transient)
 def redact_task(db: str, config: str | None) -> dict[str, Any]:
-    with Store(db) as store:
+    with _writer(config), Store(db) as store:
         return redact.run(store, load_config(config).redact).as_dict()
 
 
-@task(name="leak-gate", cache_policy=NO_CACHE)
-def leak_gate_task(db: str, mode: str) -> dict[str, Any]:
-    with Store(db) as store:
+@task(name="leak-gate", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=transient)
+def leak_gate_task(db: str, mode: str, config: str | None = None) -> dict[str, Any]:
+    with _writer(config), Store(db) as store:
         return leak_gate(store, mode)
 
 
-@task(name="filter-split-export", cache_policy=NO_CACHE)
+@task(
+    name="filter-split-export",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    retry_condition_fn=transient,
+)
 def finish_task(db: str, config: str | None, out: str | None, summary: dict[str, Any]) -> dict[str, Any]:
-    with Store(db) as store:
-        return finish(store, load_config(config), Path(out) if out else None, dict(summary))
+    with _writer(config), Store(db) as store:
+        done = finish(store, load_config(config), Path(out) if out else None, dict(summary))
+        done["reasons_by_stage"] = reasons_by_stage(store)
+        return done
 
 
 @flow(name="curate")
@@ -46,18 +63,19 @@ def curate_flow(
     db: str = "data/tracetune.duckdb",
     config: str | None = None,
     out: str | None = "data/dataset",
+    announce: bool = True,
 ) -> dict[str, Any]:
     """Ingest `paths` (if given), dedupe, redact, run the leak gate, the quality rules, the split and
-    its leakage check, and write a dataset version to `out`; publishes the counts and the report."""
+    its leakage check, and write a dataset version to `out`; publishes the counts and the report, and
+    (with `announce`) emits `tracetune.dataset.created` when a new version was written."""
     logger = get_run_logger()
+    config = config or None
     summary: dict[str, Any] = {}
     if paths:
         summary["ingest"] = ingest_task(paths, db, "auto", config)
-    with Store(db) as store:
-        require_traces(store, "curate_flow(paths=[...])")
     summary["dedupe"] = dedupe_task(db, config)
     summary["redact"] = redact_task(db, config)
-    gate = leak_gate_task(db, load_config(config).redact.leak_gate)
+    gate = leak_gate_task(db, load_config(config).redact.leak_gate, config)
     if gate["mode"] != "off":
         summary["leak_gate"] = gate
         if gate["leaks"]:
@@ -79,41 +97,19 @@ def curate_flow(
         key="pii-entity-counts",
         description="PII and secrets found by the redact stage",
     )
-    create_markdown_artifact(_funnel_markdown(summary), key="curation-summary", description="Curation funnel")
-    return summary
-
-
-def _funnel_markdown(summary: dict[str, Any]) -> str:
-    """The curation funnel as the Markdown table of the `curation-summary` artifact."""
-    d, r, f = summary["dedupe"], summary["redact"], summary["filter"]
-    rows = [
-        (
-            "dedupe",
-            d["traces"],
-            d["kept"],
-            f"exact {d['exact_duplicates']}, prefix_of {d['prefix_of']}, near {d['near_duplicates']}",
-        ),
-        ("redact", r["traces"], r["redacted"] + r["already_redacted"], f"quarantined {r['quarantined']}"),
-    ]
-    if "leak_gate" in summary:
-        g = summary["leak_gate"]
-        rows.append(("leak gate", g["checked"], g["checked"] - g["leaks"], f"quarantined {g['leaks']}"))
-    rows.append(("filter", f["traces"], f["kept"], ", ".join(f"{k} {v}" for k, v in sorted(f["reasons"].items()))))
-    rows.append(
-        (
-            "split",
-            summary["train"] + summary["holdout"],
-            f"train {summary['train']}, holdout {summary['holdout']}",
-            "leakage check passed",
-        )
+    create_table_artifact(
+        drop_reason_rows(summary.pop("reasons_by_stage")) or [{"stage": "-", "reason": "-", "traces": 0}],
+        key="drop-reasons",
+        description="Traces dropped or quarantined, by stage and reason code",
     )
-    lines = ["# Curation", "", "| stage | in | kept | dropped |", "|---|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} | {e or '-'} |" for a, b, c, e in rows]
-    if "dataset" in summary:
-        ds = summary["dataset"]
-        lines += [
-            "",
-            f"Dataset version {ds['version']}{'' if ds['changed'] else ' (unchanged)'}: `{ds['path']}` "
-            "(report.html, manifest.json, train.jsonl, holdout.jsonl)",
-        ]
-    return "\n".join(lines) + "\n"
+    create_markdown_artifact(funnel_markdown(summary), key="curation-summary", description="Curation funnel")
+    ds = summary.get("dataset")
+    if ds:
+        report = Path(ds["path"]) / "report.html"
+        create_link_artifact(
+            report.resolve().as_uri(), link_text=f"curation report v{ds['version']}", key="curation-report"
+        )
+        if ds["changed"] and announce:
+            payload = announce_dataset(ds["path"], db)
+            logger.info("emitted tracetune.dataset.created for version %s", payload["version"])
+    return summary

@@ -1,24 +1,58 @@
-"""Prefect flow for an evaluation run: base vs adapter on a dataset version's holdout, with a promotion verdict."""
+"""Prefect flow for an evaluation run: base vs adapter on a dataset version's holdout, with a promotion
+verdict; with `promote`, a winning adapter becomes the current one of its dataset name."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from curation.store import Store
+from flows.locks import db_writer
+from flows.progress import eval_progress
+from flows.train import flow_run_id
 from schemas.config import load_config
+from training import registry
 from training.eval_report import markdown_summary
-from training.evaluate import evaluate
+from training.evaluate import evaluate, read_run, record_eval
+from training.run_report import promotion_markdown
 
 
 @task(name="evaluate-adapter", cache_policy=NO_CACHE)
 def evaluate_task(
-    adapter: str, dataset: str, config: str | None, out: str | None, base: str | None, db: str | None
+    adapter: str, dataset: str, config: str | None, out: str | None, base: str | None, run_id: str | None
 ) -> dict[str, Any]:
-    result = evaluate(adapter, dataset, load_config(config), out=out, base=base, db=db)
+    result = evaluate(
+        adapter, dataset, load_config(config), out=out, base=base, progress=eval_progress(), flow_run_id=run_id
+    )
     return {**result.report, "out_dir": str(result.out_dir)}
+
+
+@task(name="record-evaluation", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
+def record_task(db: str, config: str | None, report: dict[str, Any], promote: bool) -> dict[str, Any] | None:
+    """Record the eval run; with `promote`, promote the adapter when the verdict says so."""
+    cfg = load_config(config)
+    with db_writer(cfg.pipeline.writer_limit), Store(db) as store:
+        record_eval(store, report)
+        if not promote:
+            return None
+        adapter = report["lineage"]["adapter"]["path"]
+        root = Path(cfg.pipeline.adapters_dir)
+        name = (read_run(Path(adapter)).get("dataset") or {}).get("name", "tracetune")
+        if not report["verdict"]["promote"]:
+            current = registry.current(root, name)
+            return {
+                "changed": False,
+                "name": name,
+                "current": str(current) if current else None,
+                "why": f"the verdict is do not promote ({report['verdict']['reasons'][0]})",
+            }
+        if not cfg.pipeline.promote:
+            return {"changed": False, "name": name, "why": "pipeline.promote is off"}
+        return registry.promote(store, root, adapter, actor="pipeline", flow_run_id=report.get("flow_run_id"))
 
 
 @flow(name="evaluate")
@@ -29,18 +63,28 @@ def evaluate_flow(
     out: str | None = None,
     base: str | None = None,
     db: str | None = None,
+    promote: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate `adapter` against its base on `dataset`'s holdout; publishes the summary as a markdown artifact and
-    returns the verdict ({promote, reasons, checks}, plus the eval folder) so a caller can decide to publish."""
+    """Evaluate `adapter` against its base on `dataset`'s holdout; publishes the summary, a link to
+    eval.html and (with `promote` and a `db`) the promotion decision. Returns the verdict
+    ({promote, reasons, checks}, the eval folder, and `promotion` when it was decided)."""
     logger = get_run_logger()
-    report = evaluate_task(adapter, dataset, config, out, base, db)
+    config = config or None
+    report = evaluate_task(adapter, dataset, config, out, base, flow_run_id())
     v = report["verdict"]
     logger.info(
         "eval on %s examples: %s (%s)", report["n"], "promote" if v["promote"] else "do not promote", v["reasons"][0]
     )
+    html = Path(report["out_dir"]) / "eval.html"
     create_markdown_artifact(
-        markdown_summary(report) + f"\nReport: `{report['out_dir']}/eval.html`\n",
-        key="eval-summary",
-        description="Base vs adapter on the holdout",
+        markdown_summary(report) + f"\nReport: `{html}`\n", key="eval-summary", description="Base vs adapter"
     )
-    return {**v, "out_dir": report["out_dir"], "n": report["n"]}
+    create_link_artifact(html.resolve().as_uri(), link_text="evaluation report", key="eval-report")
+    result = {**v, "out_dir": report["out_dir"], "n": report["n"], "eval_id": report["eval_id"]}
+    if db:
+        decision = record_task(db, config, {k: x for k, x in report.items() if k != "out_dir"}, promote)
+        if decision is not None:
+            result["promotion"] = decision
+            logger.info("promotion: %s", decision)
+            create_markdown_artifact(promotion_markdown(decision), key="promotion", description="Promotion decision")
+    return result

@@ -9,26 +9,40 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from curation.ingest.run import ingest
-from curation.store import Store
+from curation.store import Store, StoreLockedError
+from curation.summary import ingest_markdown
+from flows.locks import db_writer
 from schemas.config import load_config
 
 
-@task(name="ingest-files", cache_policy=NO_CACHE, retries=0)
+def transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only what may pass on its own: a locked database or a file-system error, not a data error."""
+    try:
+        state.result()
+    except (StoreLockedError, OSError):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(
+    name="ingest-files",
+    cache_policy=NO_CACHE,
+    retries=3,
+    retry_delay_seconds=[5, 30, 120],
+    retry_condition_fn=transient,
+)
 def ingest_task(paths: list[str], db: str, fmt: str, config: str | None) -> dict[str, Any]:
     """Run the ingest library in this task's process; returns the reconciled counts."""
     cfg = load_config(config)
-    with Store(db) as store:
+    with db_writer(cfg.pipeline.writer_limit), Store(db) as store:
         return ingest(store, paths, fmt, cfg.ingest).as_dict()
 
 
-@flow(name="ingest", log_prints=False)
-def ingest_flow(
-    paths: list[str], db: str = "data/tracetune.duckdb", fmt: str = "auto", config: str | None = None
-) -> dict[str, Any]:
-    """Ingest trace files or directories into the DuckDB store and publish the counts."""
-    logger = get_run_logger()
-    stats = ingest_task(paths, db, fmt, config)
-    logger.info(
+def publish_ingest(stats: dict[str, Any], db: str) -> None:
+    """Log the counts and publish the `ingest-by-format` table and `ingest-summary` Markdown artifacts."""
+    get_run_logger().info(
         "ingest: %(records)s records, %(accepted)s accepted, %(already_present)s already present, "
         "%(quarantined)s quarantined",
         stats,
@@ -39,13 +53,16 @@ def ingest_flow(
         key="ingest-by-format",
         description="Traces accepted per source format",
     )
-    reasons = "\n".join(f"| {k} | {v} |" for k, v in sorted(stats["quarantine_reasons"].items())) or "| - | 0 |"
     create_markdown_artifact(
-        f"# Ingest\n\n{stats['files']} files ({stats['files_skipped']} unchanged) into `{db}`\n\n"
-        f"| records | accepted | already present | quarantined |\n|---|---|---|---|\n"
-        f"| {stats['records']} | {stats['accepted']} | {stats['already_present']} | {stats['quarantined']} |\n\n"
-        f"## Quarantine reasons\n\n| code | records |\n|---|---|\n{reasons}\n",
-        key="ingest-summary",
-        description="Ingest funnel and quarantine reasons",
+        ingest_markdown(stats, db), key="ingest-summary", description="Ingest funnel and quarantine reasons"
     )
+
+
+@flow(name="ingest", log_prints=False)
+def ingest_flow(
+    paths: list[str], db: str = "data/tracetune.duckdb", fmt: str = "auto", config: str | None = None
+) -> dict[str, Any]:
+    """Ingest trace files or directories into the DuckDB store and publish the counts."""
+    stats = ingest_task(paths, db, fmt, config or None)
+    publish_ingest(stats, db)
     return stats

@@ -14,6 +14,8 @@ and `DIR/latest` (a symlink to the newest). A version folder holds:
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -45,6 +47,22 @@ class InputFile(BaseModel):
     rows: int = Field(ge=0)
 
 
+class Review(BaseModel):
+    """A reviewer's decision on a dataset version (`tracetune review`, or the Prefect UI form)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "reject"]
+    reviewer: str | None = None
+    note: str | None = None
+    excluded: list[str] = Field(default_factory=list, description="trace ids every later version leaves out")
+    decided_at: datetime
+    approved_from: int | None = Field(
+        default=None, description="approval carried from this earlier version (which differs only by its exclusions)"
+    )
+    flow_run_id: str | None = None
+
+
 class DatasetManifest(BaseModel):
     """`manifest.json` of a dataset version: what it holds and how it was made."""
 
@@ -63,6 +81,7 @@ class DatasetManifest(BaseModel):
     reasons: dict[str, dict[str, int]] = Field(default_factory=dict, description="stage -> reason code -> count")
     inputs: list[InputFile] = Field(default_factory=list)
     files: dict[str, FileEntry] = Field(default_factory=dict, description="file name -> checksum (outputs)")
+    review: Review | None = Field(default=None, description="the reviewer's decision, added after export")
 
 
 class DatasetError(ValueError):
@@ -118,4 +137,46 @@ def lineage(folder: Path, manifest: DatasetManifest) -> dict[str, Any]:
         "content_hash": manifest.content_hash,
         "manifest_sha256": sha256_file(folder / MANIFEST),
         **{f"{n.split('.')[0]}_sha256": sha256_file(p) if p.is_file() else None for n, p in optional.items()},
+        "review": manifest.review.model_dump(mode="json") if manifest.review else None,
+    }
+
+
+def version_dir(root: str | Path, version: int) -> Path:
+    """The folder of `version` under a dataset root."""
+    return Path(root) / f"v{version:04d}"
+
+
+def trace_ids(folder: Path) -> dict[str, list[str]]:
+    """`trace_ids.json` of a version: {"train": [...], "holdout": [...]} in row order."""
+    path = folder / TRACE_IDS
+    try:
+        ids = json.loads(path.read_bytes())
+        return {"train": list(ids["train"]), "holdout": list(ids["holdout"])}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DatasetError(f"{path}: cannot read the trace ids ({exc})") from None
+
+
+def write_manifest(folder: Path, manifest: DatasetManifest) -> None:
+    """Replace a version's manifest.json atomically (the files it lists are not touched)."""
+    tmp = folder / f".{MANIFEST}.tmp-{os.getpid()}"
+    tmp.write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    with tmp.open("rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, folder / MANIFEST)
+
+
+def event_payload(folder: Path, db: str | None) -> dict[str, Any]:
+    """The payload of the `tracetune.dataset.created` event for a version folder: what a consumer
+    (the training deployment's trigger) needs to train on it, and nothing it would have to look up."""
+    folder, manifest = load_manifest(folder, verify=False)
+    ids = trace_ids(folder)
+    return {
+        "path": str(folder.resolve()),
+        "db": str(Path(db).resolve()) if db else None,
+        "name": manifest.name,
+        "version": manifest.version,
+        "train_rows": len(ids["train"]),
+        "holdout_rows": len(ids["holdout"]),
+        "manifest_sha256": sha256_file(folder / MANIFEST),
+        "content_hash": manifest.content_hash,
     }

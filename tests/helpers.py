@@ -89,3 +89,67 @@ def write_dataset(
     )
     (folder / "manifest.json").write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
     return folder
+
+
+VOCAB = [
+    "river",
+    "candle",
+    "market",
+    "ladder",
+    "velvet",
+    "orbit",
+    "pepper",
+    "harbor",
+    "meadow",
+    "violin",
+    "canyon",
+    "lantern",
+    "pocket",
+    "saddle",
+    "thunder",
+    "marble",
+    "willow",
+    "anchor",
+    "basket",
+    "cobalt",
+    "desert",
+    "ember",
+    "falcon",
+    "glacier",
+    "hammer",
+    "island",
+    "jungle",
+    "kettle",
+    "lemon",
+    "magnet",
+    "needle",
+    "oyster",
+    "parrot",
+    "quartz",
+    "ribbon",
+    "summit",
+    "tunnel",
+    "umbrella",
+    "valley",
+    "walnut",
+    "yarrow",
+    "zephyr",
+    "bridge",
+    "castle",
+    "dragon",
+]
+
+
+def distinct_logs(n: int, prefix: str = "r", seed: int = 0) -> list[dict]:
+    """`n` OpenAI chat logs whose questions and answers share no long word run (no near-duplicates),
+    lowercase words only (nothing a PII recognizer takes for a name)."""
+    import random
+
+    rng = random.Random(f"{prefix}-{seed}")
+    out = []
+    for i in range(n):
+        words = rng.sample(VOCAB, 14)
+        question = f"please sort these words for me: {' '.join(words)}"
+        answer = "sorted: " + " ".join(sorted(words))
+        out.append(chat_log(f"{prefix}{i}", convo(question), answer, created=1790000000 + i))
+    return out

@@ -6,8 +6,11 @@ import typer
 
 from curation.ingest.formats import help_text
 from tracetune import config_cmd
+from tracetune.commands import adapters as adapters_cmds
 from tracetune.commands import curation as curation_cmds
 from tracetune.commands import demo as demo_cmds
+from tracetune.commands import orchestration as orchestration_cmds
+from tracetune.commands import review as review_cmds
 from tracetune.commands import training as training_cmds
 
 # The command modules import their heavy dependencies (DuckDB, the ingest pipeline, torch) inside the
@@ -30,8 +33,10 @@ app.command("evaluate")(training_cmds.evaluate)
 app.command("quarantine")(curation_cmds.quarantine)
 app.command("demo")(demo_cmds.demo)
 
-# --- further command modules: register them here (review, adapters, orchestration) ---------------
-# --- end of further command modules ------------------------------------------------------------
+app.add_typer(review_cmds.app, name="review")
+app.add_typer(adapters_cmds.app, name="adapters")
+app.command("deploy")(orchestration_cmds.deploy)
+app.command("serve")(orchestration_cmds.serve)
 
 
 def main() -> None:

@@ -37,7 +37,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def emit_json(obj: Any) -> None:
     """Write `obj` as one JSON line on stdout."""
-    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.write(json.dumps(obj, default=str) + "\n")
 
 
 def _bar(*columns: ProgressColumn | str, quiet: bool = False) -> Progress:
@@ -236,3 +236,22 @@ def print_eval_summary(report: dict[str, Any], out_dir: Path) -> None:
     for r in v["reasons"]:
         c.print(f"  - {escape(r)}")
     c.print(f"report: {escape(str(out_dir / 'eval.html'))}")
+
+
+def records_table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None) -> None:
+    """Rows (dicts) as a table with the given columns; None shows as '-'. Nothing to show: a one-line note."""
+    out = Console(emoji=False)
+    if not rows:
+        out.print(f"{title or 'nothing'}: none yet", highlight=False)
+        return
+    t = Table(title=title, header_style="bold")
+    for col in columns:
+        t.add_column(col, overflow="fold")
+    for row in rows:
+        t.add_row(*(escape("-" if row.get(c) is None else str(row.get(c))) for c in columns))
+    out.print(t)
+
+
+def say(message: str) -> None:
+    """One line of plain output on stdout (markup-free)."""
+    Console(emoji=False).print(escape(message), highlight=False, soft_wrap=True)

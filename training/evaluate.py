@@ -524,6 +524,7 @@ def evaluate(
     base: str | None = None,
     db: str | Path | None = None,
     progress: Progress | None = None,
+    flow_run_id: str | None = None,
 ) -> EvalResult:
     """Compare the base model and the adapter on the dataset version's holdout; writes `eval.json` and `eval.html`
     into `out` (default `<adapter>/eval`), and an `eval_runs` row when `db` is given.
@@ -665,6 +666,7 @@ def evaluate(
             "wall_s": round(time.perf_counter() - t_start, 3),
         },
         "examples": examples_out,
+        "flow_run_id": flow_run_id,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / EVAL_JSON).write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
@@ -713,7 +715,7 @@ def record_eval(store: Any, report: dict[str, Any]) -> None:
         "INSERT INTO eval_runs (eval_id, adapter_dir, adapter_run_id, dataset_path, dataset_version, "
         "manifest_sha256, base_model_id, base_model_hash, config_hash, n, promote, base_json_parse, "
         "adapter_json_parse, base_field_accuracy, adapter_field_accuracy, base_loss, adapter_loss, started_at, "
-        "finished_at, report) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "finished_at, report, flow_run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             report["eval_id"],
             lin["adapter"]["path"],
@@ -735,6 +737,7 @@ def record_eval(store: Any, report: dict[str, Any]) -> None:
             report["started_at"],
             report["finished_at"],
             json.dumps({k: v for k, v in report.items() if k != "examples"}, default=str),
+            report.get("flow_run_id"),
         ],
     )
 

@@ -256,6 +256,7 @@ def train(
     resume: bool = False,
     merge: bool = False,
     progress: Progress | None = None,
+    flow_run_id: str | None = None,
 ) -> TrainResult:
     """Train a LoRA adapter on a dataset version folder (or a dataset root's `latest`) into `out`.
 
@@ -361,6 +362,7 @@ def train(
         "step_times": [[round(s, 4), n] for s, n in tracker.steps],
         "wall_seconds": round(wall, 3),
         "versions": _versions(),
+        "flow_run_id": flow_run_id,
     }
     if merge:
         run["merged_dir"] = str(merge_adapter(out, ref.path, tc, device))
@@ -438,8 +440,8 @@ def record_run(store: Any, run: dict[str, Any]) -> None:
     store.con.execute(
         "INSERT INTO training_runs (run_id, adapter_dir, dataset_path, dataset_version, manifest_sha256, "
         "train_trace_ids_sha256, base_model_id, base_model_hash, config_hash, device, steps, trained_tokens, "
-        "tokens_per_s, wall_seconds, train_loss, eval_loss, eval_token_accuracy, started_at, finished_at, run) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "tokens_per_s, wall_seconds, train_loss, eval_loss, eval_token_accuracy, started_at, finished_at, run, "
+        "flow_run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             run["run_id"],
             run["adapter_dir"],
@@ -461,6 +463,7 @@ def record_run(store: Any, run: dict[str, Any]) -> None:
             run["started_at"],
             run["finished_at"],
             json.dumps(run, default=str),
+            run.get("flow_run_id"),
         ],
     )
 

@@ -1,0 +1,25 @@
+"""The single DuckDB writer: a Prefect global concurrency limit held while a task writes the database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prefect.concurrency.sync import concurrency
+from prefect.context import FlowRunContext
+
+WAIT_SECONDS = 6 * 3600  # a writer waits this long for the database before its task fails
+
+
+def in_deployment() -> bool:
+    """True when the current flow run was created from a deployment (scheduled, triggered or run by name)."""
+    ctx = FlowRunContext.get()
+    return bool(ctx and ctx.flow_run and ctx.flow_run.deployment_id)
+
+
+@contextmanager
+def db_writer(limit: str) -> Iterator[None]:
+    """Hold one slot of the global concurrency limit `limit` (created with limit 1 by `tracetune deploy`).
+    Runs of a deployment require it to exist (strict); an ad-hoc flow run without it only logs a warning."""
+    with concurrency(limit, occupy=1, timeout_seconds=WAIT_SECONDS, strict=in_deployment()):
+        yield
