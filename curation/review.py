@@ -38,6 +38,13 @@ def record(
         folder, manifest = load_manifest(folder, verify=False)
     except DatasetError as exc:
         raise ReviewError(f"dataset version {version}: {exc}") from None
+    row = store.con.execute("SELECT content_hash FROM dataset_versions WHERE version = ?", [version]).fetchone()
+    if row is None or row[0] != manifest.content_hash:
+        # another store's exclusions would never be honoured by the curation runs of this dataset
+        raise ReviewError(
+            f"dataset version {version} in {folder} was not curated into {store.path} "
+            "(pass the --db it was curated with)"
+        )
     excluded = sorted(set(exclude or []))
     if excluded:
         ids = trace_ids(folder)

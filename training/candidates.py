@@ -28,13 +28,14 @@ class TrainingNeed:
 
 def last_trained(store: Any, root: Path) -> tuple[int, Path] | None:
     """The newest dataset version under `root` that a recorded training run used, with its folder."""
-    prefix = str(root.resolve())
+    base = root.resolve()
     for version, path in store.con.execute(
         "SELECT dataset_version, dataset_path FROM training_runs WHERE dataset_version IS NOT NULL "
         "ORDER BY dataset_version DESC, finished_at DESC"
     ).fetchall():
         folder = Path(path)
-        if str(folder.resolve()).startswith(prefix) and folder.is_dir():
+        # under `root` itself: a plain string prefix would take `data/dataset-old/v0003` for `data/dataset`
+        if folder.resolve().is_relative_to(base) and folder.is_dir():
             return int(version), folder
     return None
 

@@ -1,0 +1,170 @@
+"""prefect.yaml on a real `prefect server start` with a real process worker: `tracetune deploy` loads
+every deployment (schedules, triggers, the writer limit), a wrong parameter type is refused, the dataset
+event makes the trigger train (and the adapter event evaluate and promote), and the review gate
+suspends the pipeline until `tracetune review` approves (with an exclusion) or rejects."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from curation.store import Store
+from tests.conftest import ROOT
+from tests.live_prefect import PREFECT, TRACETUNE, LivePrefect
+from tests.pipeline_setup import drop_traces, tiny_config
+from tests.test_train import tiny_base  # noqa: F401  (session fixture)
+
+DEPLOYMENTS = {
+    "pipeline/pipeline-nightly": ("cron", True),
+    "ingest/ingest": ("interval", False),
+    "curate/curate-nightly": ("cron", False),
+    "train/train-on-new-dataset": (None, None),
+    "evaluate/evaluate": (None, None),
+}
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, tiny_base):  # noqa: F811
+    home, project = tmp_path_factory.mktemp("prefect-home"), tmp_path_factory.mktemp("project")
+    shutil.copy(tiny_config(project, tiny_base), project / "tracetune.yaml")
+    server = LivePrefect(home)
+    try:
+        server.start_server()
+        done = server.run(TRACETUNE, "deploy", "--root", str(project), "--file", str(ROOT / "prefect.yaml"))
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "deployed 5 deployment(s)" in done.stdout and "created work pool tracetune-local" in done.stdout
+        server.start_worker()
+        yield server, project
+    finally:
+        server.stop()
+
+
+def test_deploy_loads_every_deployment_with_schedules_triggers_and_the_writer_limit(live):
+    server, project = live
+
+    async def read(client):
+        deps = {n: await client.read_deployment_by_name(n) for n in DEPLOYMENTS}
+        autos = {a.name: a for a in await client.read_automations()}
+        gcl = await client.read_global_concurrency_limit_by_name("tracetune-duckdb-writer")
+        return deps, autos, gcl
+
+    deps, autos, gcl = server.call(read)
+    assert gcl.limit == 1
+    for name, (kind, active) in DEPLOYMENTS.items():
+        d = deps[name]
+        assert d.job_variables == {"working_dir": str(project)} and d.global_concurrency_limit.limit == 1
+        assert d.parameters.get("config", d.parameters.get("run", {}).get("config")) == str(project / "tracetune.yaml")
+        if kind is None:
+            assert not d.schedules
+        else:
+            (s,) = d.schedules
+            assert s.active is active and (hasattr(s.schedule, "cron") if kind == "cron" else s.schedule.interval)
+    assert deps["pipeline/pipeline-nightly"].schedules[0].schedule.cron == "30 2 * * *"
+    train = autos["train-on-new-dataset__automation_1"]
+    assert train.trigger.expect == {"tracetune.dataset.created", "tracetune.dataset.approved"}
+    assert "evaluate__automation_1" in autos
+
+
+def test_a_parameter_of_the_wrong_type_creates_no_run(live):
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    server, _ = live
+
+    async def bad(client):
+        dep = await client.read_deployment_by_name("pipeline/pipeline-nightly")
+        return await client.create_flow_run_from_deployment(dep.id, parameters={"run": {"db": 5}})
+
+    with pytest.raises(PrefectHTTPStatusError, match="409"):
+        server.call(bad)
+
+
+def test_the_dataset_event_trains_then_the_adapter_event_evaluates_and_promotes(live):
+    from curation import curate
+    from curation.ingest.run import ingest
+    from schemas.config import load_config
+    from schemas.dataset import event_payload
+    from training import registry
+
+    server, project = live
+    drop_traces(project, "event", 24, "e")
+    db, out = project / "data" / "tracetune.duckdb", project / "data" / "dataset"
+    with Store(db) as store:
+        ingest(store, [project / "inbox" / "event.jsonl"])
+        version = curate.run(store, load_config(project / "tracetune.yaml"), out)["dataset"]["version"]
+    payload = event_payload(out / f"v{version:04d}", str(db))
+    emitted = server.run(
+        PREFECT,
+        "event",
+        "emit",
+        "tracetune.dataset.created",
+        "--resource-id",
+        f"tracetune.dataset.tracetune.{version}",
+        "--payload",
+        json.dumps(payload),
+    )
+    assert emitted.returncode == 0, emitted.stderr
+    (trained,) = server.wait("train/train-on-new-dataset", {"COMPLETED", "FAILED", "CRASHED"})
+    assert trained.state.type.value == "COMPLETED", server.log("worker.log")
+    assert trained.parameters["dataset"] == payload["path"] and trained.parameters["version"] == version
+    (evaluated,) = server.wait("evaluate/evaluate", {"COMPLETED", "FAILED", "CRASHED"})
+    assert evaluated.state.type.value == "COMPLETED", server.log("worker.log")
+    with Store(db, read_only=True) as store:
+        ((adapter, run_id),) = store.con.execute("SELECT adapter_dir, flow_run_id FROM training_runs").fetchall()
+        ((eval_run,),) = store.con.execute("SELECT flow_run_id FROM eval_runs").fetchall()
+    assert run_id == str(trained.id) and eval_run == str(evaluated.id)
+    assert registry.current(project / "adapters", "tracetune") == __import__("pathlib").Path(adapter)
+
+
+def test_the_review_gate_suspends_until_approved_and_a_rejection_stops_before_training(live):
+    server, project = live
+    inbox = project / "gated"
+    cfg = tiny_config(project, tiny_base_path(project), pipeline={"require_approval": True, "inbox": str(inbox)})
+    drop_traces(project / "g", "day1", 24, "g")
+    shutil.move(project / "g" / "inbox", inbox)
+    params = {"run": {"db": "data/gated.duckdb", "out": "data/gated", "config": str(cfg)}}
+
+    async def start(client):
+        dep = await client.read_deployment_by_name("pipeline/pipeline-nightly")
+        return await client.create_flow_run_from_deployment(dep.id, parameters=params)
+
+    first = server.call(start)
+    server.wait_run(first.id, {"PAUSED"})
+    ids = json.loads((project / "data" / "gated" / "v0001" / "trace_ids.json").read_text())
+    gone = ids["train"][0]
+    db, out = str(project / "data" / "gated.duckdb"), str(project / "data" / "gated")
+    approved = server.run(
+        TRACETUNE, "review", "approve", "1", "--exclude", gone, "--note", "ok", "--db", db, "--out", out
+    )
+    assert approved.returncode == 0 and f"resumed the waiting pipeline run {first.id}" in approved.stdout, (
+        approved.stderr
+    )
+    done = server.wait_run(first.id, {"COMPLETED", "FAILED", "CRASHED"})
+    assert done.state.type.value == "COMPLETED", server.log("worker.log")
+    v2 = json.loads((project / "data" / "gated" / "v0002" / "trace_ids.json").read_text())
+    assert gone not in v2["train"] + v2["holdout"] and len(v2["train"]) == len(ids["train"]) - 1
+    manifest = json.loads((project / "data" / "gated" / "v0002" / "manifest.json").read_text())
+    assert manifest["review"]["decision"] == "approve" and manifest["review"]["approved_from"] == 1
+    with Store(db, read_only=True) as store:
+        assert store.con.execute("SELECT dataset_version FROM training_runs").fetchall() == [(2,)]
+
+    drop_traces(project / "g2", "day2", 10, "h")
+    shutil.move(project / "g2" / "inbox" / "day2.jsonl", inbox / "day2.jsonl")
+    second = server.call(start)
+    server.wait_run(second.id, {"PAUSED"})
+    rejected = server.run(TRACETUNE, "review", "reject", "3", "--note", "too noisy", "--db", db, "--out", out)
+    assert rejected.returncode == 0 and "resumed" in rejected.stdout, rejected.stderr
+    done = server.wait_run(second.id, {"COMPLETED", "FAILED", "CRASHED"})
+    assert done.state.type.value == "COMPLETED", server.log("worker.log")
+    with Store(db, read_only=True) as store:
+        assert store.con.execute("SELECT dataset_version FROM training_runs").fetchall() == [(2,)]
+        assert store.con.execute(
+            "SELECT decision FROM reviews WHERE version = 3 AND decision <> 'pending'"
+        ).fetchall() == [("reject",)]
+
+
+def tiny_base_path(project):
+    import yaml
+
+    return yaml.safe_load((project / "tracetune.yaml").read_text())["train"]["base_model"]
