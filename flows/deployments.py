@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 from prefect.client.schemas.objects import ConcurrencyLimitConfig
+from prefect.deployments.runner import EntrypointType
 from prefect.events import DeploymentEventTrigger
 from prefect.flows import load_flow_from_entrypoint
 from prefect.schedules import Cron, Interval, Schedule
@@ -59,6 +60,7 @@ def to_served(deployments: list[dict[str, Any]]) -> list[Any]:
                 schedules=[_schedule(s) for s in d.get("schedules", [])],
                 triggers=triggers,
                 concurrency_limit=_limit(d.get("concurrency_limit")),
+                entrypoint_type=EntrypointType.MODULE_PATH,  # runs start in ROOT, not in the code's folder
             )
         )
     return out

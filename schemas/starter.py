@@ -55,6 +55,15 @@ RECIPES = """\
 #     models: ["gpt-4.1*"]
 #     app_versions: ["2.*"]
 #     exclude_tags: [test, internal]
+#
+# Production, unattended (the pipeline-nightly deployment): a reviewer approves each new dataset
+# version before it is trained (Prefect UI form or `tracetune review approve N`), and a version is
+# trained only with enough rows, and enough new ones since the last trained version.
+#   pipeline:
+#     inbox: data/inbox
+#     require_approval: true
+#     min_train_rows: 200
+#     min_new_rows: 50
 """
 
 

@@ -168,3 +168,68 @@ def tiny_base_path(project):
     import yaml
 
     return yaml.safe_load((project / "tracetune.yaml").read_text())["train"]["base_model"]
+
+
+def test_serve_runs_the_same_deployments_from_one_process(live):
+    """`tracetune serve` (no pool, no worker): same schedules and trigger, and the trigger runs in it."""
+    import subprocess
+    import time
+
+    from curation import curate
+    from curation.ingest.run import ingest
+    from schemas.config import load_config
+    from schemas.dataset import event_payload
+
+    server, project = live
+    serving = subprocess.Popen(
+        [TRACETUNE, "serve", "--root", str(project), "--file", str(ROOT / "prefect.yaml")],
+        env=server.env,
+        stdout=(project / "serve.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+
+        async def served(client):
+            from prefect.exceptions import ObjectNotFound
+
+            try:  # deleted, then created again by serve
+                d = await client.read_deployment_by_name("train/train-on-new-dataset")
+                p = await client.read_deployment_by_name("pipeline/pipeline-nightly")
+            except ObjectNotFound:
+                return "not yet", None
+            return d.work_pool_name, p
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and server.call(served)[0] is not None:
+            time.sleep(1)
+        pool, pipeline = server.call(served)
+        assert pool is None, (project / "serve.log").read_text()[-2000:]
+        assert pipeline.schedules[0].schedule.cron == "30 2 * * *" and pipeline.schedules[0].active
+        before = len(server.runs_of("train/train-on-new-dataset"))
+        drop_traces(project, "served", 8, "s")
+        db, out = project / "data" / "tracetune.duckdb", project / "data" / "dataset"
+        with Store(db) as store:
+            ingest(store, [project / "inbox" / "served.jsonl"])
+            version = curate.run(store, load_config(project / "tracetune.yaml"), out)["dataset"]["version"]
+        payload = event_payload(out / f"v{version:04d}", str(db))
+        resource = f"tracetune.dataset.tracetune.{version}"
+        server.run(
+            PREFECT,
+            "event",
+            "emit",
+            "tracetune.dataset.created",
+            "--resource-id",
+            resource,
+            "--payload",
+            json.dumps(payload),
+        )
+        runs = server.wait("train/train-on-new-dataset", {"COMPLETED", "FAILED", "CRASHED"}, count=before + 1)
+        latest = max(runs, key=lambda r: r.created)
+        assert latest.state.type.value == "COMPLETED" and latest.parameters["version"] == version
+        assert "serving 5 deployments" in (project / "serve.log").read_text()
+    finally:
+        import os
+
+        os.killpg(serving.pid, 15)
+        serving.wait(timeout=30)

@@ -168,8 +168,8 @@ def promote(
         db = getattr(store, "path", "DB")
         if latest is None:
             raise RegistryError(
-                f"{path}: no evaluation recorded for it; run tracetune evaluate --adapter {path} --db {db} "
-                "(or promote with --force --reason)"
+                f"{path}: no evaluation recorded for it; run tracetune evaluate --adapter {path} "
+                f"--dataset DATASET --db {db} (or promote with --force --reason)"
             )
         if not latest[1]:
             raise RegistryError(f"{path}: its latest evaluation ({eval_id}) says do not promote; use --force --reason")

@@ -105,6 +105,24 @@ def deploy(root: RootOpt = Path("."), config: ConfigArg = None, file: FileOpt = 
     say("next: prefect worker start --pool tracetune-local")
 
 
+async def _drop_pool_deployments(names: list[str]) -> list[str]:
+    """Delete the work-pool deployments that the served ones replace (else a worker would run their runs too)."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    dropped = []
+    async with get_client() as client:
+        for name in names:
+            try:
+                d = await client.read_deployment_by_name(name)
+            except ObjectNotFound:
+                continue
+            if d.work_pool_name:
+                await client.delete_deployment(d.id)
+                dropped.append(f"{name} (work pool {d.work_pool_name})")
+    return dropped
+
+
 def serve(root: RootOpt = Path("."), config: ConfigArg = None, file: FileOpt = None) -> None:
     """Serve the deployments of prefect.yaml (schedules and event triggers) from this process, without a
     work pool or worker; runs execute here with ROOT as working directory. Stop with Ctrl-C."""
@@ -115,6 +133,8 @@ def serve(root: RootOpt = Path("."), config: ConfigArg = None, file: FileOpt = N
     root, config, file = _inputs(root, config, file)
     setup(config)
     deployments = to_served(read(file, root, config))
+    for what in asyncio.run(_drop_pool_deployments([f"{d.flow_name}/{d.name}" for d in deployments])):
+        err.print(f"replacing the worker deployment {what} by the served one", highlight=False)
     os.chdir(root)
     err.print(f"serving {len(deployments)} deployments for {root}", highlight=False)
     prefect_serve(*deployments)

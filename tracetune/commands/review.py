@@ -41,6 +41,13 @@ def _decide(
         fail(str(exc))
     result: dict[str, Any] = {"version": version, **done.model_dump(mode="json"), "resumed": None, "event": None}
     if not os.environ.get("PREFECT_API_URL"):
+        if waiting:  # recorded, but the suspended run cannot be told: say so instead of leaving it waiting silently
+            err.print(
+                f"warning: recorded, but the pipeline run {waiting} that waits for v{version} was not resumed: "
+                "PREFECT_API_URL is not set; resume it in the Prefect UI (it takes this recorded decision)",
+                highlight=False,
+                soft_wrap=True,
+            )
         return result
     try:
         if waiting:
