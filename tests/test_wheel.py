@@ -56,3 +56,13 @@ def test_wheel_installed_in_a_fresh_venv_runs_outside_the_checkout(tmp_path):
     sh(tt, "init", "tt.yaml", cwd=work)
     shown = json.loads(sh(tt, "config", "show", "--config", "tt.yaml", "--json", cwd=work).stdout)
     assert shown["config_hash"] == json.loads(sh(tt, "config", "show", "--json", cwd=work).stdout)["config_hash"]
+    # the deployments ship with the package: `tracetune deploy/serve` find them outside a checkout
+    served = sh(
+        venv / "bin" / "python",
+        "-c",
+        "from pathlib import Path; from flows.deployments import read, to_served; "
+        "from tracetune.commands.orchestration import PACKAGED_FILE; "
+        "print(len(to_served(read(PACKAGED_FILE, Path('.'), None))))",
+        cwd=work,
+    )
+    assert served.stdout.strip().splitlines()[-1] == "5"

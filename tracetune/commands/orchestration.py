@@ -12,11 +12,11 @@ from typing import Annotated
 
 import typer
 
+import flows
 from schemas.config import ConfigError, load_config
-from tracetune.options import DATA
 from tracetune.output import err, fail, say
 
-CHECKOUT_FILE = DATA.parent / "prefect.yaml"
+PACKAGED_FILE = Path(flows.__file__).resolve().parent / "prefect.yaml"  # the repository root links to it
 RootOpt = Annotated[
     Path, typer.Option("--root", help="Project folder: the working directory of every run (data/, config).")
 ]
@@ -46,7 +46,7 @@ def _inputs(root: Path, config: Path | None, file: Path | None) -> tuple[Path, P
         load_config(config)
     except ConfigError as exc:
         fail(str(exc))
-    file = file or (Path("prefect.yaml") if Path("prefect.yaml").is_file() else CHECKOUT_FILE)
+    file = file or (Path("prefect.yaml") if Path("prefect.yaml").is_file() else PACKAGED_FILE)
     if not file.is_file():
         fail(f"{file}: prefect.yaml not found (pass --file)")
     return root, config.resolve() if config else None, file.resolve()
