@@ -91,15 +91,12 @@ def mark_pending(store: Store, version: int, flow_run_id: str) -> None:
 def status(store: Store, version: int) -> dict[str, Any] | None:
     """The latest review row of `version` ({decision, reviewer, note, excluded, flow_run_id, decided_at}),
     where decision may be `pending`; None when it was never put up for review."""
-    row = store.con.execute(
+    rows = store.records(
         "SELECT decision, reviewer, note, excluded, flow_run_id, decided_at FROM reviews WHERE version = ? "
         "ORDER BY decided_at DESC, decision = 'pending' LIMIT 1",
         [version],
-    ).fetchone()
-    if row is None:
-        return None
-    keys = ("decision", "reviewer", "note", "excluded", "flow_run_id", "decided_at")
-    return dict(zip(keys, row, strict=True))
+    )
+    return rows[0] if rows else None
 
 
 def pending_run(store: Store, version: int) -> str | None:
@@ -129,11 +126,10 @@ def carried_approval(root: str | Path, version: int) -> Review | None:
 
 def listing(store: Store) -> list[dict[str, Any]]:
     """Every dataset version with its rows and its latest review state (newest version first)."""
-    rows = store.con.execute(
-        "SELECT v.version, v.train_rows, v.holdout_rows, v.path, r.decision, r.reviewer, r.note, r.decided_at "
+    return store.records(
+        "SELECT v.version, v.train_rows, v.holdout_rows, v.path, r.decision AS review, r.reviewer, r.note, "
+        "r.decided_at "
         "FROM dataset_versions v LEFT JOIN (SELECT * FROM reviews QUALIFY row_number() OVER "
         "(PARTITION BY version ORDER BY decided_at DESC, decision = 'pending') = 1) r USING (version) "
         "ORDER BY v.version DESC"
-    ).fetchall()
-    keys = ("version", "train_rows", "holdout_rows", "path", "review", "reviewer", "note", "decided_at")
-    return [dict(zip(keys, r, strict=True)) for r in rows]
+    )

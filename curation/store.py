@@ -328,6 +328,12 @@ class Store:
                 con.unregister(name)
         con.execute("COMMIT")
 
+    def records(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        """The rows of a query as dicts keyed by column name."""
+        cur = self.con.execute(sql, params or [])
+        keys = [d[0] for d in cur.description]
+        return [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
+
     def count(self, table: str) -> int:
         row = self.con.execute(f"SELECT count(*) FROM {table}").fetchone()
         return int(row[0]) if row else 0

@@ -25,6 +25,34 @@ DEPLOYMENTS = {
 }
 
 
+def curate_and_announce(server, project, name, n):
+    """Curate `n` new traces into data/dataset in-process, then emit the dataset event from a subprocess."""
+    from curation import curate
+    from curation.ingest.run import ingest
+    from schemas.config import load_config
+    from schemas.dataset import event_payload
+
+    drop_traces(project, name, n, name[0])
+    db, out = project / "data" / "tracetune.duckdb", project / "data" / "dataset"
+    with Store(db) as store:
+        ingest(store, [project / "inbox" / f"{name}.jsonl"])
+        version = curate.run(store, load_config(project / "tracetune.yaml"), out)["dataset"]["version"]
+    payload = event_payload(out / f"v{version:04d}", str(db))
+    resource = f"tracetune.dataset.tracetune.{version}"
+    emitted = server.run(
+        PREFECT,
+        "event",
+        "emit",
+        "tracetune.dataset.created",
+        "--resource-id",
+        resource,
+        "--payload",
+        json.dumps(payload),
+    )
+    assert emitted.returncode == 0, emitted.stderr
+    return version, payload
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, tiny_base):  # noqa: F811
     home, project = tmp_path_factory.mktemp("prefect-home"), tmp_path_factory.mktemp("project")
@@ -81,30 +109,11 @@ def test_a_parameter_of_the_wrong_type_creates_no_run(live):
 
 
 def test_the_dataset_event_trains_then_the_adapter_event_evaluates_and_promotes(live):
-    from curation import curate
-    from curation.ingest.run import ingest
-    from schemas.config import load_config
-    from schemas.dataset import event_payload
     from training import registry
 
     server, project = live
-    drop_traces(project, "event", 24, "e")
-    db, out = project / "data" / "tracetune.duckdb", project / "data" / "dataset"
-    with Store(db) as store:
-        ingest(store, [project / "inbox" / "event.jsonl"])
-        version = curate.run(store, load_config(project / "tracetune.yaml"), out)["dataset"]["version"]
-    payload = event_payload(out / f"v{version:04d}", str(db))
-    emitted = server.run(
-        PREFECT,
-        "event",
-        "emit",
-        "tracetune.dataset.created",
-        "--resource-id",
-        f"tracetune.dataset.tracetune.{version}",
-        "--payload",
-        json.dumps(payload),
-    )
-    assert emitted.returncode == 0, emitted.stderr
+    db = project / "data" / "tracetune.duckdb"
+    version, payload = curate_and_announce(server, project, "event", 24)
     (trained,) = server.wait("train/train-on-new-dataset", {"COMPLETED", "FAILED", "CRASHED"})
     assert trained.state.type.value == "COMPLETED", server.log("worker.log")
     assert trained.parameters["dataset"] == payload["path"] and trained.parameters["version"] == version
@@ -170,15 +179,11 @@ def tiny_base_path(project):
     return yaml.safe_load((project / "tracetune.yaml").read_text())["train"]["base_model"]
 
 
+@pytest.mark.slow
 def test_serve_runs_the_same_deployments_from_one_process(live):
     """`tracetune serve` (no pool, no worker): same schedules and trigger, and the trigger runs in it."""
     import subprocess
     import time
-
-    from curation import curate
-    from curation.ingest.run import ingest
-    from schemas.config import load_config
-    from schemas.dataset import event_payload
 
     server, project = live
     serving = subprocess.Popen(
@@ -207,27 +212,12 @@ def test_serve_runs_the_same_deployments_from_one_process(live):
         assert pool is None, (project / "serve.log").read_text()[-2000:]
         assert pipeline.schedules[0].schedule.cron == "30 2 * * *" and pipeline.schedules[0].active
         before = len(server.runs_of("train/train-on-new-dataset"))
-        drop_traces(project, "served", 8, "s")
-        db, out = project / "data" / "tracetune.duckdb", project / "data" / "dataset"
-        with Store(db) as store:
-            ingest(store, [project / "inbox" / "served.jsonl"])
-            version = curate.run(store, load_config(project / "tracetune.yaml"), out)["dataset"]["version"]
-        payload = event_payload(out / f"v{version:04d}", str(db))
-        resource = f"tracetune.dataset.tracetune.{version}"
-        server.run(
-            PREFECT,
-            "event",
-            "emit",
-            "tracetune.dataset.created",
-            "--resource-id",
-            resource,
-            "--payload",
-            json.dumps(payload),
-        )
+        version, _ = curate_and_announce(server, project, "served", 8)
         runs = server.wait("train/train-on-new-dataset", {"COMPLETED", "FAILED", "CRASHED"}, count=before + 1)
         latest = max(runs, key=lambda r: r.created)
         assert latest.state.type.value == "COMPLETED" and latest.parameters["version"] == version
-        assert "serving 5 deployments" in (project / "serve.log").read_text()
+        log = (project / "serve.log").read_text()
+        assert "serving 5 deployments" in log and "replacing the worker deployment train/train-on-new-dataset" in log
     finally:
         import os
 

@@ -458,9 +458,19 @@ def test_cli_train_json_and_errors(tiny_base, tmp_path) -> None:
     assert bad.exit_code == 2 and "dataset folder not found" in bad.stderr
 
 
-def test_train_flow_returns_adapter_path(prefect_server, tiny_base, tmp_path) -> None:
+def test_train_flow_trains_records_and_registers_the_adapter(prefect_server, tiny_base, tmp_path) -> None:
+    from curation.store import Store
     from flows.train import train_flow
 
     data = write_dataset(tmp_path / "v0001", toy_rows(16), toy_rows(4))
-    path = train_flow(str(data), str(tmp_path / "a"), config=str(_yaml(tmp_path, tiny_base, max_steps=2)))
+    db = tmp_path / "t.duckdb"
+    config = str(_yaml(tmp_path, tiny_base, max_steps=2))
+    done = train_flow(str(data), db=str(db), out=str(tmp_path / "a"), config=config, announce=False)
+    path = done["adapter_dir"]
     assert Path(path, "adapter_model.safetensors").is_file() and Path(path, "training_run.json").is_file()
+    with Store(db, read_only=True) as store:
+        ((run_id, flow_run),) = store.con.execute("SELECT run_id, flow_run_id FROM training_runs").fetchall()
+        assert store.con.execute("SELECT adapter_dir, training_run_id FROM adapters").fetchall() == [(path, run_id)]
+    assert run_id == done["run_id"] and flow_run
+    with pytest.raises(Exception, match="not the one announced"):
+        train_flow(str(data), out=str(tmp_path / "b"), config=config, manifest_sha256="0" * 64, announce=False)

@@ -99,15 +99,14 @@ def register(store: Any, adapter_dir: str | Path, *, flow_run_id: str | None = N
 
 
 def _adapter(store: Any, path: str) -> dict[str, Any] | None:
-    row = store.con.execute(
+    rows = store.records(
         "SELECT adapter_dir, name, dataset_version, training_run_id, flow_run_id, registered_at "
         "FROM adapters WHERE adapter_dir = ?",
         [path],
-    ).fetchone()
-    if row is None:
+    )
+    if not rows:
         return None
-    keys = ("adapter_dir", "name", "dataset_version", "training_run_id", "flow_run_id", "registered_at")
-    out = dict(zip(keys, row, strict=True))
+    out = rows[0]
     out["registered_at"] = _iso(out["registered_at"])
     return out
 
@@ -247,13 +246,11 @@ def listing(store: Any, adapters_root: str | Path, name: str | None = None) -> l
 
 def history(store: Any, name: str) -> list[dict[str, Any]]:
     """The promotions rows (promote and rollback) for `name`, newest first."""
-    cur = store.con.execute(
+    out = store.records(
         "SELECT name, action, adapter_dir, previous_dir, eval_id, forced, reason, actor, flow_run_id, decided_at "
         "FROM promotions WHERE name = ? ORDER BY decided_at DESC, rowid DESC",
         [name],
     )
-    keys = [d[0] for d in cur.description]
-    out = [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
     for r in out:
         r["decided_at"] = _iso(r["decided_at"])
     return out
