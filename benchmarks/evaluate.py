@@ -1,7 +1,7 @@
 """Evaluation benchmark: generation throughput of the eval path vs one-example-at-a-time `model.generate`.
 
 Same model (the embedded SmolLM2, optionally with an adapter), same real holdout prompts, same greedy settings,
-measured in one run: (a) `training.evaluate.generate` (length-sorted batches, left padding), (b) one
+measured in one run: (a) `training.generation.generate` (length-sorted batches, left padding), (b) one
 `model.generate` call per prompt. Checks that both give identical answers and prints generated tokens/s and the
 ratio (target >= 3x on CPU).
 
@@ -35,7 +35,7 @@ def main() -> None:
 
     from schemas.dataset import load_manifest
     from training.chat import prompt_text
-    from training.evaluate import generate, generate_one_by_one
+    from training.generation import generate, generate_one_by_one
     from training.model import load_base
     from training.sft import read_jsonl
 

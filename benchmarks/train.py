@@ -227,10 +227,9 @@ def run_plain_loop(dataset: Path, steps: int, batch_size: int, base: str | None,
 
 
 def _cores() -> int:
-    from schemas.training import TrainConfig
     from training.sft import cpu_threads
 
-    return cpu_threads(TrainConfig())
+    return cpu_threads(0)
 
 
 def measure(fn: Any, *args: Any) -> dict[str, Any]:

@@ -1,12 +1,18 @@
-"""Progress artifacts: a training run's steps and an evaluation's examples, visible in the Prefect UI."""
+"""Progress in the Prefect UI and the worker's log: a training run's steps and an evaluation's examples as
+progress artifacts, and the same throttled plain lines as the CLI through the run logger."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
+from prefect import get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.exceptions import MissingContextError
+
+from training.progress_lines import ProgressLog
 
 
 class ProgressArtifact:
@@ -26,23 +32,37 @@ class ProgressArtifact:
         update_progress_artifact(self.id, min(100.0, 100.0 * done / total), description=description)
 
 
+def log_line(line: str) -> None:
+    """One progress line in the run's log (the worker's log); outside a run, the `flows.progress` logger."""
+    try:
+        logger = get_run_logger()
+    except MissingContextError:
+        logging.getLogger(__name__).info(line)
+        return
+    logger.info(line)
+
+
 def training_progress() -> Callable[[dict[str, Any]], None]:
-    """A `training.sft.train` progress callback feeding the `training-progress` artifact."""
+    """A `training.sft.train` progress callback feeding the `training-progress` artifact and the run log."""
     bar = ProgressArtifact("training-progress", "Training steps")
+    lines = ProgressLog(log_line)
 
     def tick(p: dict[str, Any]) -> None:
         loss = f", loss {p['loss']:.3f}" if p.get("loss") is not None else ""
         bar.update(p["step"], p.get("max_steps"), f"step {p['step']}/{p.get('max_steps')}{loss}")
+        lines.training(p)
 
     return tick
 
 
 def eval_progress() -> Callable[[str, int, int], None]:
-    """A `training.evaluate.evaluate` progress callback feeding the `evaluation-progress` artifact."""
+    """A `training.evaluate.evaluate` progress callback feeding the `evaluation-progress` artifact and the run log."""
     bar = ProgressArtifact("evaluation-progress", "Evaluation examples")
+    lines = ProgressLog(log_line)
 
     def tick(stage: str, done: int, total: int) -> None:
         offset = total if stage == "adapter" else 0  # the base pass, then the adapter pass
         bar.update(offset + done, 2 * total, f"{stage} answers: {done}/{total}")
+        lines.evaluation(stage, done, total)
 
     return tick

@@ -90,7 +90,7 @@ def evaluated(adapter, tiny_base, tmp_path_factory):  # noqa: F811
 
 
 def test_json_metrics() -> None:
-    from training.evaluate import field_accuracy, parse_json, schema_valid
+    from training.metrics import field_accuracy, parse_json, schema_valid
 
     assert parse_json(' {"a": 1} ') == {"a": 1}
     assert parse_json('```json\n{"a": 1}\n```') == {"a": 1}
@@ -106,7 +106,7 @@ def test_json_metrics() -> None:
 
 
 def test_text_metrics() -> None:
-    from training.evaluate import exact_match, is_refusal, lcs_length, rouge_l, score_answer
+    from training.metrics import exact_match, is_refusal, lcs_length, rouge_l, score_answer
 
     assert lcs_length("abcbdab", "bdcaba") == 4
     assert rouge_l("a b c d", "a c d e") == pytest.approx(0.75)
@@ -128,7 +128,7 @@ def test_text_metrics() -> None:
 
 
 def test_bootstrap_known_answers() -> None:
-    from training.evaluate import paired_bootstrap
+    from training.metrics import paired_bootstrap
 
     base = np.linspace(0, 1, 50)
     const = paired_bootstrap(base, base + 0.25, samples=500)
@@ -149,7 +149,7 @@ def test_bootstrap_known_answers() -> None:
 
 
 def test_verdict_rules() -> None:
-    from training.evaluate import verdict
+    from training.metrics import verdict
 
     def m(b: float, a: float, lo: float, hi: float, n: int = 40) -> dict[str, Any]:
         return {"n": n, "base": b, "adapter": a, "diff": a - b, "ci": [lo, hi]}
@@ -207,7 +207,7 @@ def test_teacher_forced_matches_the_training_loss_and_batching_keeps_outputs(ada
     from transformers import AutoModelForCausalLM
 
     from training.chat import encode_row, prompt_text
-    from training.evaluate import generate, generate_one_by_one, teacher_forced
+    from training.generation import generate, generate_one_by_one, teacher_forced
     from training.model import load_tokenizer
 
     tok = load_tokenizer(tiny_base)

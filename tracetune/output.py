@@ -1,4 +1,4 @@
-"""What the commands print: summaries, tables, JSON lines and progress bars."""
+"""What the commands print: summaries, tables, JSON lines, progress bars (plain progress lines off a terminal)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from training.progress_lines import ProgressLog
+
 if TYPE_CHECKING:
     from curation.ingest.run import IngestStats
 
@@ -43,6 +45,18 @@ def emit_json(obj: Any) -> None:
 def _bar(*columns: ProgressColumn | str, quiet: bool = False) -> Progress:
     """A transient progress bar on stderr, shown only on a terminal."""
     return Progress(*columns, console=err, transient=True, disable=quiet or not err.is_terminal)
+
+
+def _plain_log() -> ProgressLog | None:
+    """Plain progress lines on stderr when it is not a terminal (CI, a worker's log), else None (the bar)."""
+    if err.is_terminal:
+        return None
+
+    def write(line: str) -> None:
+        err.file.write(line + "\n")
+        err.file.flush()
+
+    return ProgressLog(write)
 
 
 def ingest_progress(quiet: bool) -> tuple[Progress, Callable[[str, int, int], None]]:
@@ -66,7 +80,7 @@ def ingest_progress(quiet: bool) -> tuple[Progress, Callable[[str, int, int], No
 
 
 def train_progress() -> tuple[Progress, Callable[[dict[str, Any]], None]]:
-    """The training bar (step, loss, tokens/s) and its callback `progress(p)`."""
+    """The training bar (step, loss, tokens/s) and its callback `progress(p)`; off a terminal, plain lines."""
     bar = _bar(
         TextColumn("training"),
         BarColumn(),
@@ -74,16 +88,20 @@ def train_progress() -> tuple[Progress, Callable[[dict[str, Any]], None]]:
         TimeRemainingColumn(),
     )
     task = bar.add_task("train", total=None, loss="-", tps="-")
+    plain = _plain_log()
 
     def progress(p: dict[str, Any]) -> None:
         loss = f"{p['loss']:.3f}" if p["loss"] is not None else "-"
         bar.update(task, completed=p["step"], total=p["max_steps"], loss=loss, tps=f"{p['tokens_per_s']:.0f}")
+        if plain:
+            plain.training(p)
 
     return bar, progress
 
 
 def eval_progress() -> tuple[Progress, Callable[[str, int, int], None]]:
-    """The evaluation bar (generation stage and count) and its callback `progress(stage, done, total)`."""
+    """The evaluation bar (stage and count) and its callback `progress(stage, done, total)`; off a terminal,
+    plain lines."""
     bar = _bar(
         TextColumn("generating ({task.fields[stage]})"),
         BarColumn(),
@@ -91,9 +109,12 @@ def eval_progress() -> tuple[Progress, Callable[[str, int, int], None]]:
         TimeRemainingColumn(),
     )
     task = bar.add_task("eval", total=None, stage="-")
+    plain = _plain_log()
 
     def progress(stage: str, done: int, total: int) -> None:
         bar.update(task, completed=done, total=total, stage=stage)
+        if plain:
+            plain.evaluation(stage, done, total)
 
     return bar, progress
 

@@ -90,10 +90,10 @@ def pick_device(tc: TrainConfig) -> str:
     return device
 
 
-def cpu_threads(tc: TrainConfig) -> int:
-    """Threads for torch: the configured number or the cores this process may use."""
-    if tc.threads:
-        return tc.threads
+def cpu_threads(threads: int) -> int:
+    """Threads for torch: `threads` when set, else (0) the cores this process may use."""
+    if threads:
+        return threads
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
@@ -277,7 +277,7 @@ def train(
     holdout_rows = read_jsonl(folder / "holdout.jsonl", required=False)
     device = pick_device(tc)
     if device == "cpu":
-        torch.set_num_threads(cpu_threads(tc))
+        torch.set_num_threads(cpu_threads(tc.threads))
     try:
         ref = resolve_base(base or tc.base_model)
         tokenizer = load_tokenizer(ref.path)
