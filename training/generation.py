@@ -59,6 +59,22 @@ def _stop_ids(tokenizer: Any, model: Any) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
+def _greedy(model: Any, tokenizer: Any, enc: Any, max_new_tokens: int, stops: list[int]) -> tuple[Any, float]:
+    """One greedy `model.generate` call on encoded prompts: the new tokens (prompt cut off) and its seconds."""
+    import torch
+
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        out = model.generate(
+            **enc,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=stops,
+        )
+    return out[:, enc["input_ids"].shape[1] :], time.perf_counter() - t0
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -71,8 +87,6 @@ def generate(
 
     Returns per prompt (in input order) the decoded answer, new-token count and its share of the batch's wall
     time as latency."""
-    import torch
-
     order = sorted(range(len(prompts)), key=lambda i: len(tokenizer(prompts[i], add_special_tokens=False).input_ids))
     results: list[dict[str, Any]] = [{} for _ in prompts]
     side = tokenizer.padding_side
@@ -82,17 +96,7 @@ def generate(
         for s in range(0, len(order), batch_size):
             idx = order[s : s + batch_size]
             enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
-            t0 = time.perf_counter()
-            with torch.no_grad():
-                out = model.generate(
-                    **enc,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=stops,
-                )
-            dt = time.perf_counter() - t0
-            new = out[:, enc["input_ids"].shape[1] :]
+            new, dt = _greedy(model, tokenizer, enc, max_new_tokens, stops)
             for k, i in enumerate(idx):
                 results[i] = _decoded(tokenizer, new[k].tolist(), stops, dt / len(idx))
             if progress:
@@ -104,24 +108,12 @@ def generate(
 
 def generate_one_by_one(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int) -> list[dict[str, Any]]:
     """The unbatched peer of `generate`: one `model.generate` call per prompt (for the benchmark and tests)."""
-    import torch
-
     stops = _stop_ids(tokenizer, model)
     results = []
     for p in prompts:
         enc = tokenizer([p], return_tensors="pt", add_special_tokens=False)
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            out = model.generate(
-                **enc,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=stops,
-            )
-        results.append(
-            _decoded(tokenizer, out[0, enc["input_ids"].shape[1] :].tolist(), stops, time.perf_counter() - t0)
-        )
+        new, dt = _greedy(model, tokenizer, enc, max_new_tokens, stops)
+        results.append(_decoded(tokenizer, new[0].tolist(), stops, dt))
     return results
 
 
