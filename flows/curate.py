@@ -3,6 +3,7 @@ new dataset version with the `tracetune.dataset.created` event."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,47 +13,43 @@ from prefect.cache_policies import NO_CACHE
 
 from curation import dedupe, redact
 from curation.curate import finish, leak_gate, reasons_by_stage, require_traces
-from curation.store import Store
 from curation.summary import drop_reason_rows, funnel_markdown
 from flows.events import announce_dataset
-from flows.ingest import ingest_task, transient
-from flows.locks import db_writer
+from flows.ingest import ingest_task
+from flows.locks import transient, writing
 from schemas.config import load_config
 
+# Every stage writes the store: no result cache, retried on a locked database or a file error only.
+stage_task = partial(task, cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=transient)
 
-def _writer(config: str | None) -> Any:
-    return db_writer(load_config(config).pipeline.writer_limit)
 
-
-@task(name="dedupe", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=transient)
+@stage_task(name="dedupe")
 def dedupe_task(db: str, config: str | None) -> dict[str, Any]:
-    with _writer(config), Store(db) as store:
+    cfg = load_config(config)
+    with writing(db, cfg.pipeline.writer_limit) as store:
         require_traces(store, "curate_flow(paths=[...])")
-        return dedupe.run(store, load_config(config).dedupe).as_dict()
+        return dedupe.run(store, cfg.dedupe).as_dict()
 
 
-@task(name="redact", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=transient)
+@stage_task(name="redact")
 def redact_task(db: str, config: str | None) -> dict[str, Any]:
-    with _writer(config), Store(db) as store:
-        return redact.run(store, load_config(config).redact).as_dict()
+    cfg = load_config(config)
+    with writing(db, cfg.pipeline.writer_limit) as store:
+        return redact.run(store, cfg.redact).as_dict()
 
 
-@task(name="leak-gate", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=transient)
-def leak_gate_task(db: str, mode: str, config: str | None = None) -> dict[str, Any]:
-    with _writer(config), Store(db) as store:
-        return leak_gate(store, mode)
+@stage_task(name="leak-gate")
+def leak_gate_task(db: str, config: str | None) -> dict[str, Any]:
+    cfg = load_config(config)
+    with writing(db, cfg.pipeline.writer_limit) as store:
+        return leak_gate(store, cfg.redact.leak_gate)
 
 
-@task(
-    name="filter-split-export",
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=[5, 30],
-    retry_condition_fn=transient,
-)
+@stage_task(name="filter-split-export")
 def finish_task(db: str, config: str | None, out: str | None, summary: dict[str, Any]) -> dict[str, Any]:
-    with _writer(config), Store(db) as store:
-        done = finish(store, load_config(config), Path(out) if out else None, dict(summary))
+    cfg = load_config(config)
+    with writing(db, cfg.pipeline.writer_limit) as store:
+        done = finish(store, cfg, Path(out) if out else None, dict(summary))
         done["reasons_by_stage"] = reasons_by_stage(store)
         return done
 
@@ -75,7 +72,7 @@ def curate_flow(
         summary["ingest"] = ingest_task(paths, db, "auto", config)
     summary["dedupe"] = dedupe_task(db, config)
     summary["redact"] = redact_task(db, config)
-    gate = leak_gate_task(db, load_config(config).redact.leak_gate, config)
+    gate = leak_gate_task(db, config)
     if gate["mode"] != "off":
         summary["leak_gate"] = gate
         if gate["leaks"]:

@@ -10,8 +10,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from curation.store import Store
-from flows.locks import db_writer
+from flows.locks import writing
 from flows.progress import eval_progress
 from flows.train import flow_run_id
 from schemas.config import load_config
@@ -35,7 +34,7 @@ def evaluate_task(
 def record_task(db: str, config: str | None, report: dict[str, Any], promote: bool) -> dict[str, Any] | None:
     """Record the eval run; with `promote`, promote the adapter when the verdict says so."""
     cfg = load_config(config)
-    with db_writer(cfg.pipeline.writer_limit), Store(db) as store:
+    with writing(db, cfg.pipeline.writer_limit) as store:
         record_eval(store, report)
         if not promote:
             return None

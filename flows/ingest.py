@@ -9,21 +9,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from curation.ingest.run import ingest
-from curation.store import Store, StoreLockedError
 from curation.summary import ingest_markdown
-from flows.locks import db_writer
+from flows.locks import transient, writing
 from schemas.config import load_config
-
-
-def transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only what may pass on its own: a locked database or a file-system error, not a data error."""
-    try:
-        state.result()
-    except (StoreLockedError, OSError):
-        return True
-    except Exception:
-        return False
-    return False
 
 
 @task(
@@ -36,7 +24,7 @@ def transient(task: Any, task_run: Any, state: Any) -> bool:
 def ingest_task(paths: list[str], db: str, fmt: str, config: str | None) -> dict[str, Any]:
     """Run the ingest library in this task's process; returns the reconciled counts."""
     cfg = load_config(config)
-    with db_writer(cfg.pipeline.writer_limit), Store(db) as store:
+    with writing(db, cfg.pipeline.writer_limit) as store:
         return ingest(store, paths, fmt, cfg.ingest).as_dict()
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from prefect.concurrency.sync import concurrency
 from prefect.context import FlowRunContext
+
+from curation.store import Store, StoreLockedError
 
 WAIT_SECONDS = 6 * 3600  # a writer waits this long for the database before its task fails
 
@@ -23,3 +26,21 @@ def db_writer(limit: str) -> Iterator[None]:
     Runs of a deployment require it to exist (strict); an ad-hoc flow run without it only logs a warning."""
     with concurrency(limit, occupy=1, timeout_seconds=WAIT_SECONDS, strict=in_deployment()):
         yield
+
+
+@contextmanager
+def writing(db: str, limit: str) -> Iterator[Store]:
+    """The store opened read-write while holding the writer limit `limit` (the config's pipeline.writer_limit)."""
+    with db_writer(limit), Store(db) as store:
+        yield store
+
+
+def transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only what may pass on its own: a locked database or a file-system error, not a data error."""
+    try:
+        state.result()
+    except (StoreLockedError, OSError):
+        return True
+    except Exception:
+        return False
+    return False

@@ -23,7 +23,7 @@ from curation.store import Store
 from flows.curate import curate_flow
 from flows.evaluate import evaluate_flow
 from flows.ingest import ingest_task, publish_ingest
-from flows.locks import db_writer
+from flows.locks import writing
 from flows.train import flow_run_id, train_flow
 from schemas.config import load_config
 from schemas.dataset import version_dir
@@ -63,7 +63,7 @@ ingest_inbox = ingest_task.with_options(
 @task(name="review-state", cache_policy=NO_CACHE)
 def review_state_task(db: str, out: str, version: int, limit: str) -> dict[str, Any]:
     """What is known about the review of `version`: a decision, an approval carried from its parent, or nothing."""
-    with db_writer(limit), Store(db) as store:
+    with writing(db, limit) as store:
         carried = review.carried_approval(out, version)
         state = review.status(store, version)
         if carried and (state is None or state["decision"] == review.PENDING) and carried.approved_from:
@@ -80,13 +80,17 @@ def review_state_task(db: str, out: str, version: int, limit: str) -> dict[str, 
         return {k: str(v) if k == "decided_at" else v for k, v in (state or {}).items()}
 
 
+@task(name="mark-review-pending", cache_policy=NO_CACHE)
+def mark_pending_task(db: str, version: int, limit: str) -> None:
+    """Note that this run waits for a review of `version` (so `tracetune review` can resume it)."""
+    with writing(db, limit) as store:
+        review.mark_pending(store, version, str(flow_run_id()))
+
+
 @task(name="record-review", cache_policy=NO_CACHE)
-def record_review_task(db: str, out: str, version: int, limit: str, decision: dict[str, Any], pending: bool) -> None:
-    """Record the form's decision, or (with `pending`) that this run waits for one."""
-    with db_writer(limit), Store(db) as store:
-        if pending:
-            review.mark_pending(store, version, str(flow_run_id()))
-            return
+def record_review_task(db: str, out: str, version: int, limit: str, decision: dict[str, Any]) -> None:
+    """Record the decision submitted in the Prefect UI's form."""
+    with writing(db, limit) as store:
         review.record(
             store,
             out,
@@ -114,7 +118,7 @@ def review_gate(run: PipelineRun, version: int, hours: float, limit: str) -> dic
     if state and state["decision"] != review.PENDING:
         return state
     if not state:
-        record_review_task(run.db, run.out, version, limit, {}, pending=True)
+        mark_pending_task(run.db, version, limit)
     folder = version_dir(run.out, version)
     logger.info("waiting for a review of dataset v%s: tracetune review approve|reject %s", version, version)
     form = ReviewInput.with_initial_data(
@@ -123,7 +127,7 @@ def review_gate(run: PipelineRun, version: int, hours: float, limit: str) -> dic
     decision = suspend_flow_run(wait_for_input=form, timeout=int(hours * 3600), key=f"review-v{version}")
     state = review_state_task(run.db, run.out, version, limit)
     if state["decision"] == review.PENDING:  # answered in the Prefect UI, not by `tracetune review`
-        record_review_task(run.db, run.out, version, limit, decision.model_dump(), pending=False)
+        record_review_task(run.db, run.out, version, limit, decision.model_dump())
         state = review_state_task(run.db, run.out, version, limit)
     return state
 

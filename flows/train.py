@@ -13,9 +13,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 
 from curation.review import carried_approval
-from curation.store import Store
 from flows.events import announce_adapter
-from flows.locks import db_writer
+from flows.locks import writing
 from flows.progress import training_progress
 from schemas.config import load_config
 from schemas.dataset import DatasetError, load_manifest, sha256_file
@@ -53,7 +52,7 @@ def train_task(
 
 @task(name="record-training", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
 def record_task(db: str, config: str | None, run: dict[str, Any]) -> None:
-    with db_writer(load_config(config).pipeline.writer_limit), Store(db) as store:
+    with writing(db, load_config(config).pipeline.writer_limit) as store:
         record_run(store, run)
         registry.register(store, run["adapter_dir"], flow_run_id=run.get("flow_run_id"))
 
