@@ -18,6 +18,7 @@ from flows.locks import writing
 from flows.progress import training_progress
 from schemas.config import load_config
 from schemas.dataset import DatasetError, load_manifest, sha256_file
+from schemas.runs import TrainingRun
 from training import registry
 from training.run_report import curve_rows, training_markdown
 from training.sft import record_run, train
@@ -37,7 +38,7 @@ def adapter_folder(root: str, name: str, version: int) -> Path:
 @task(name="train-lora", cache_policy=NO_CACHE)
 def train_task(
     dataset: str, out: str, config: str | None, base: str | None, resume: bool, merge: bool, run_id: str | None
-) -> dict[str, Any]:
+) -> TrainingRun:
     return train(
         dataset,
         out,
@@ -51,10 +52,10 @@ def train_task(
 
 
 @task(name="record-training", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
-def record_task(db: str, config: str | None, run: dict[str, Any]) -> None:
+def record_task(db: str, config: str | None, run: TrainingRun) -> None:
     with writing(db, load_config(config).pipeline.writer_limit) as store:
         record_run(store, run)
-        registry.register(store, run["adapter_dir"], flow_run_id=run.get("flow_run_id"))
+        registry.register(store, run.adapter_dir, flow_run_id=run.flow_run_id)
 
 
 @flow(name="train")
@@ -93,16 +94,16 @@ def train_flow(
         record_task(db, config, run)
     logger.info(
         "adapter %s: %s steps on %s, train loss %.3f, %.0f tokens/s",
-        run["adapter_dir"],
-        run["steps"],
-        run["device"]["type"],
-        run["train_loss"],
-        run["tokens_per_s"] or 0,
+        run.adapter_dir,
+        run.steps,
+        run.device.type,
+        run.train_loss,
+        run.tokens_per_s or 0,
     )
     create_table_artifact(
         curve_rows(run) or [{"step": 0}], key="training-curve", description="Train and holdout loss by step"
     )
     create_markdown_artifact(training_markdown(run), key="training-summary", description="Training run")
     if announce:
-        announce_adapter(run["adapter_dir"], str(folder), db, manifest.name, manifest.version)
-    return {"adapter_dir": run["adapter_dir"], "run_id": run["run_id"], "dataset_version": manifest.version}
+        announce_adapter(run.adapter_dir, str(folder), db, manifest.name, manifest.version)
+    return {"adapter_dir": run.adapter_dir, "run_id": run.run_id, "dataset_version": manifest.version}

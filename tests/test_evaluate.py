@@ -3,7 +3,6 @@ bad input, the eval page in headless Chromium, CLI and flow."""
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import shutil
@@ -16,6 +15,7 @@ import yaml
 
 from schemas.config import REFUSAL_PATTERNS, Config
 from schemas.evaluation import EvalConfig
+from schemas.runs import EvalRun
 from schemas.training import TrainConfig
 from tests.helpers import write_dataset
 from tests.test_train import WORDS, tiny_base  # noqa: F401  (session fixture)
@@ -177,7 +177,7 @@ def test_verdict_rules() -> None:
 
 def test_adapter_beats_base_with_an_interval_excluding_zero(evaluated) -> None:
     result, _, db = evaluated
-    r = result.report
+    r = result.report.model_dump(mode="json")
     m = r["metrics"]
     assert r["n"] == 12 and all(m[k]["n"] == 12 for k in ("json_parse", "field_accuracy", "exact_match"))
     assert m["json_parse"]["adapter"] >= 0.9 and m["json_parse"]["base"] <= 0.1
@@ -191,8 +191,10 @@ def test_adapter_beats_base_with_an_interval_excluding_zero(evaluated) -> None:
     assert lin["overlap_check"] == "trace_ids" and lin["dataset"]["version"] == 1
     trained = json.loads(Path(lin["adapter"]["path"], "training_run.json").read_text())
     assert lin["base_model"]["hash"] == trained["base_model"]["hash"]
-    on_disk = json.loads((result.out_dir / "eval.json").read_text())
-    assert on_disk["verdict"] == r["verdict"] and len(on_disk["examples"]) == 12
+    on_disk = EvalRun.read(result.out_dir / "eval.json")
+    assert on_disk == result.report and len(on_disk.examples) == 12
+    timing = result.report.timing
+    assert timing.seconds_per_example and timing.peak_rss_mb and timing.generated_tokens > 0
     from curation.store import Store
 
     with Store(db) as store:
@@ -241,9 +243,12 @@ def test_bad_inputs_fail_before_generation(adapter, tiny_base, tmp_path) -> None
     other = tmp_path / "other-base-adapter"
     shutil.copytree(adapter, other)
     run = json.loads((other / "training_run.json").read_text())
-    run["base_model"] = {"id": "some/other-model", "hash": "deadbeef" * 8}
+    run["base_model"] = {"id": "some/other-model", "hash": "deadbeef" * 8, "path": "/models/other"}
     (other / "training_run.json").write_text(json.dumps(run))
     with pytest.raises(EvalError, match="trained on base model some/other-model"):
+        evaluate(other, good, c, out=tmp_path / "o1")
+    (other / "training_run.json").write_text(json.dumps({**run, "steps": "many"}))
+    with pytest.raises(EvalError, match=r"training_run.json: field steps: Input should be a valid integer"):
         evaluate(other, good, c, out=tmp_path / "o1")
     no_answers = [{"messages": r["messages"][:2]} for r in json_rows(4)]
     with pytest.raises(EvalError, match="none of the 4 holdout rows has an assistant answer"):
@@ -268,7 +273,7 @@ def test_eval_report_in_chromium(evaluated, tmp_path) -> None:
     html = (result.out_dir / "eval.html").read_text()
     assert HOSTILE not in html and "&lt;script&gt;window.__xss = 1&lt;/script&gt;" in html
     # the same report with two examples marked lost, so the filter has something to show
-    report = copy.deepcopy(result.report)
+    report = result.report.model_dump(mode="json")
     for e in report["examples"][1:3]:
         e["outcome"] = "lost"
     report["outcomes"]["lost"] = 2

@@ -10,8 +10,10 @@ import pytest
 
 from schemas.config import Config
 from schemas.dataset import sha256_file
+from schemas.runs import TrainingRun
 from schemas.training import TrainConfig
 from tests.helpers import write_dataset
+from training.device import native_bf16
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + "
@@ -188,27 +190,30 @@ def trained(tiny_base, tmp_path_factory):
 def test_loss_falls_and_outputs_are_recorded(trained) -> None:
     res, data, db = trained
     run = res.run
-    losses = [c["loss"] for c in run["curve"] if "loss" in c]
+    losses = [c["loss"] for c in run.curve if "loss" in c]
     assert len(losses) >= 10
     assert sum(losses[-3:]) / 3 < 0.5 * sum(losses[:3]) / 3
-    evals = [c for c in run["curve"] if "eval_loss" in c]
+    evals = [c for c in run.curve if "eval_loss" in c]
     assert [c["step"] for c in evals] == [20, 40]
     assert evals[-1]["eval_loss"] < evals[0]["eval_loss"]
-    assert 0 <= run["eval_token_accuracy"] <= 1
-    assert run["rows"]["train"]["kept"] == 64 and run["rows"]["train"]["truncated"] == 0
-    assert run["trained_tokens"] > 0 and run["tokens_per_s"] > 0
-    assert run["device"] == {**run["device"], "type": "cpu", "dtype": "fp32", "gradient_checkpointing": False}
-    assert run["dataset"]["manifest_sha256"] == sha256_file(data / "manifest.json")
-    assert run["dataset"]["train_trace_ids"][:2] == ["t0", "t1"]
-    on_disk = json.loads((res.adapter_dir / "training_run.json").read_text())
-    assert on_disk["config_hash"] == run["config_hash"] and on_disk["steps"] == 40
+    assert run.eval_token_accuracy is not None and 0 <= run.eval_token_accuracy <= 1
+    assert run.rows["train"].kept == 64 and run.rows["train"].truncated == 0
+    assert run.trained_tokens > 0 and run.tokens_per_s and run.tokens_per_s > 0
+    assert run.peak_rss_mb and run.peak_rss_mb > 100
+    native = native_bf16("cpu")
+    assert (run.device.type, run.device.dtype, run.device.native_bf16) == ("cpu", "bf16" if native else "fp32", native)
+    assert not run.device.gradient_checkpointing
+    assert run.dataset.manifest_sha256 == sha256_file(data / "manifest.json")
+    assert run.dataset.train_trace_ids and run.dataset.train_trace_ids[:2] == ["t0", "t1"]
+    on_disk = TrainingRun.read(res.adapter_dir / "training_run.json")
+    assert on_disk == run and json.loads((res.adapter_dir / "training_run.json").read_text())["steps"] == 40
     for f in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "chat_template.jinja"):
         assert (res.adapter_dir / f).is_file(), f
     from curation.store import Store
 
     with Store(db) as store:
         row = store.con.execute("SELECT steps, dataset_version, base_model_hash FROM training_runs").fetchall()
-    assert row == [(40, 1, run["base_model"]["hash"])]
+    assert row == [(40, 1, run.base_model.hash)]
 
 
 def _logits(model, tok) -> Any:
@@ -250,7 +255,7 @@ def test_untrained_adapter_changes_no_output(tiny_base, tok) -> None:
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from training.sft import lora_config
+    from training.trainer import lora_config
 
     base = AutoModelForCausalLM.from_pretrained(str(tiny_base))
     before = _logits(base, tok)
@@ -298,11 +303,11 @@ def test_resume_continues_from_checkpoint(tiny_base, tmp_path) -> None:
     data = write_dataset(tmp_path / "v0001", toy_rows(32), [])
     out = tmp_path / "adapter"
     first = train(data, out, cfg(tiny_base, max_steps=4, save_steps=2))
-    assert first.run["steps"] == 4 and last_checkpoint(out).name == "checkpoint-4"
+    assert first.run.steps == 4 and last_checkpoint(out).name == "checkpoint-4"
     second = train(data, out, cfg(tiny_base, max_steps=8, save_steps=2), resume=True)
-    assert second.run["resumed_from"].endswith("checkpoint-4")
-    assert second.run["steps"] == 8
-    steps = [c["step"] for c in second.run["curve"] if "loss" in c]
+    assert second.run.resumed_from and second.run.resumed_from.endswith("checkpoint-4")
+    assert second.run.steps == 8
+    steps = [c["step"] for c in second.run.curve if "loss" in c]
     assert steps and min(steps) == 5  # continued: no step before the checkpoint was re-run
 
 
@@ -315,7 +320,7 @@ def test_merge_writes_a_full_model(tiny_base, tmp_path, tok) -> None:
 
     data = write_dataset(tmp_path / "v0001", toy_rows(16), [])
     res = train(data, tmp_path / "a", cfg(tiny_base, max_steps=2), merge=True)
-    merged = AutoModelForCausalLM.from_pretrained(res.run["merged_dir"]).eval()
+    merged = AutoModelForCausalLM.from_pretrained(str(res.run.merged_dir)).eval()
     peft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(tiny_base)), str(res.adapter_dir))
     assert torch.allclose(_logits(merged, tok), _logits(peft.eval(), tok), atol=1e-4)
 
@@ -380,10 +385,10 @@ def test_qlora_needs_cuda_and_config_is_validated(tmp_path) -> None:
     import torch
 
     from schemas.config import ConfigError, load_config
-    from training.sft import TrainError, pick_device
+    from training.device import DeviceError, pick_device
 
     if not torch.cuda.is_available():
-        with pytest.raises(TrainError, match=r"4bit .* needs a CUDA GPU"):
+        with pytest.raises(DeviceError, match=r"4bit .* needs a CUDA GPU"):
             pick_device(TrainConfig(quantization="4bit"))
     assert load_config().train.base_model == "embedded"
     bad = tmp_path / "bad.yaml"
@@ -415,8 +420,8 @@ def test_embedded_model_trains_a_few_steps(tmp_path) -> None:
     assert (ref.path / "model.safetensors").is_file() and ref.base_hash.startswith("gguf-sha256:")
     data = write_dataset(tmp_path / "v0001", toy_rows(16), toy_rows(4))
     res = train(data, tmp_path / "adapter", Config(train=TrainConfig(max_steps=3, batch_size=4, logging_steps=1)))
-    assert res.run["steps"] == 3 and res.run["base_model"]["id"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
-    assert res.run["eval_loss"] is not None and (res.adapter_dir / "adapter_model.safetensors").is_file()
+    assert res.run.steps == 3 and res.run.base_model.id == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert res.run.eval_loss is not None and (res.adapter_dir / "adapter_model.safetensors").is_file()
 
 
 # ---- CLI and flow ---------------------------------------------------------------------------------------------------

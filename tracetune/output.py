@@ -228,33 +228,33 @@ def curate_summary(summary: dict[str, Any]) -> None:
 def train_summary(result: Any) -> None:
     """One line on the trained adapter."""
     r = result.run
-    rows = r["rows"]["train"]
+    rows = r.rows["train"]
+    eval_loss = "-" if r.eval_loss is None else round(r.eval_loss, 3)
     Console(emoji=False).print(
-        f"[bold]adapter[/] {escape(str(result.adapter_dir))}: {r['steps']} steps on {r['device']['type']} in "
-        f"{r['wall_seconds']:.0f}s ({r['tokens_per_s'] or 0:.0f} tok/s); train loss {r['train_loss']:.3f}, "
-        f"eval loss {r['eval_loss'] if r['eval_loss'] is None else round(r['eval_loss'], 3)}; "
-        f"rows {rows['kept']}/{rows['rows']} (truncated {rows['truncated']}, dropped: cut off "
-        f"{rows['dropped_truncated']}, nothing to learn {rows['no_trainable']})"
+        f"[bold]adapter[/] {escape(str(result.adapter_dir))}: {r.steps} steps on {r.device.type} ({r.device.dtype}) "
+        f"in {r.wall_seconds:.0f}s ({r.tokens_per_s or 0:.0f} tok/s, peak RSS {r.peak_rss_mb or 0:.0f} MiB); "
+        f"train loss {r.train_loss:.3f}, eval loss {eval_loss}; rows {rows.kept}/{rows.rows} (truncated "
+        f"{rows.truncated}, dropped: cut off {rows.dropped_truncated}, nothing to learn {rows.no_trainable})"
     )
 
 
-def print_eval_summary(report: dict[str, Any], out_dir: Path) -> None:
-    """The eval verdict and metrics table on the terminal (also the end of `tracetune demo`)."""
-    v = report["verdict"]
-    t = Table(title=f"base vs adapter on {report['n']} holdout examples", header_style="bold")
+def print_eval_summary(report: Any, out_dir: Path) -> None:
+    """The eval verdict and metrics table of an `EvalRun` on the terminal (also the end of `tracetune demo`)."""
+    v = report.verdict
+    t = Table(title=f"base vs adapter on {report.n} holdout examples", header_style="bold")
     for col in ("metric", "n", "base", "adapter", "adapter - base", "95% interval"):
         t.add_column(col, justify="left" if col == "metric" else "right")
-    for name, m in report["metrics"].items():
-        if m["base"] is None:
-            t.add_row(name, str(m["n"]), "-", "-", "-", "-")
+    for name, m in report.metrics.items():
+        if m.base is None:
+            t.add_row(name, str(m.n), "-", "-", "-", "-")
         else:
-            ci = f"[{m['ci'][0]:+.3f}, {m['ci'][1]:+.3f}]"
-            t.add_row(name, str(m["n"]), f"{m['base']:.3f}", f"{m['adapter']:.3f}", f"{m['diff']:+.3f}", ci)
+            ci = f"[{m.ci[0]:+.3f}, {m.ci[1]:+.3f}]"
+            t.add_row(name, str(m.n), f"{m.base:.3f}", f"{m.adapter:.3f}", f"{m.diff:+.3f}", ci)
     c = Console(emoji=False)
     c.print(t)
-    word = "[bold green]promote[/]" if v["promote"] else "[bold red]do not promote[/]"
+    word = "[bold green]promote[/]" if v.promote else "[bold red]do not promote[/]"
     c.print(f"verdict: {word}")
-    for r in v["reasons"]:
+    for r in v.reasons:
         c.print(f"  - {escape(r)}")
     c.print(f"report: {escape(str(out_dir / 'eval.html'))}")
 

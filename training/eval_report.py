@@ -10,6 +10,7 @@ from markupsafe import Markup, escape
 
 from curation.charts import BASE_CSS, PALETTE
 from schemas.evaluation import METRICS
+from schemas.runs import EvalRun
 
 LABELS = {
     "loss": "holdout loss (assistant tokens)",
@@ -184,26 +185,23 @@ def render_html(report: dict[str, Any]) -> str:
     )
 
 
-def markdown_summary(report: dict[str, Any]) -> str:
+def markdown_summary(report: EvalRun) -> str:
     """The verdict and the metrics table as markdown (for a Prefect artifact or a terminal)."""
-    v = report["verdict"]
+    v, won = report.verdict, report.outcomes
     lines = [
-        f"# Eval: {'promote' if v['promote'] else 'do not promote'}",
+        f"# Eval: {'promote' if v.promote else 'do not promote'}",
         "",
-        f"{report['n']} holdout examples of dataset v{report['lineage']['dataset']['version']}; "
-        f"adapter won {report['outcomes']['won']}, tied {report['outcomes']['tie']}, "
-        f"lost {report['outcomes']['lost']}.",
+        f"{report.n} holdout examples of dataset v{report.lineage.dataset.version}; "
+        f"adapter won {won['won']}, tied {won['tie']}, lost {won['lost']}.",
         "",
         "| metric | n | base | adapter | diff | 95% CI |",
         "|---|---:|---:|---:|---:|---|",
     ]
-    for name, m in report["metrics"].items():
-        if m["base"] is None:
-            lines.append(f"| {name} | {m['n']} | - | - | - | - |")
+    for name, m in report.metrics.items():
+        if m.base is None:
+            lines.append(f"| {name} | {m.n} | - | - | - | - |")
         else:
-            lines.append(
-                f"| {name} | {m['n']} | {m['base']:.4g} | {m['adapter']:.4g} | {m['diff']:+.4g} | "
-                f"[{m['ci'][0]:+.4g}, {m['ci'][1]:+.4g}] |"
-            )
-    lines += ["", "Reasons:", *[f"- {r}" for r in v["reasons"]]]
+            ci = f"[{m.ci[0]:+.4g}, {m.ci[1]:+.4g}]"
+            lines.append(f"| {name} | {m.n} | {m.base:.4g} | {m.adapter:.4g} | {m.diff:+.4g} | {ci} |")
+    lines += ["", "Reasons:", *[f"- {r}" for r in v.reasons]]
     return "\n".join(lines) + "\n"

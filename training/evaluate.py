@@ -25,11 +25,23 @@ import numpy as np
 from schemas.config import Config, config_hash, load_config
 from schemas.dataset import TRACE_IDS, DatasetError, lineage, load_manifest, sha256_file
 from schemas.evaluation import METRICS, EvalConfig
+from schemas.runs import (
+    AdapterRef,
+    BaseModelRef,
+    EvalDataset,
+    EvalLineage,
+    EvalRun,
+    EvalTiming,
+    RecordError,
+    TrainingRun,
+    Verdict,
+)
 from training.chat import RowError, prompt_text
+from training.device import cpu_threads, peak_rss_mb
 from training.generation import generate, teacher_forced
 from training.metrics import paired_bootstrap, score_answer, verdict
 from training.model import ModelError, load_tokenizer, resolve_base
-from training.sft import RUN_FILE, TrainError, cpu_threads, read_jsonl
+from training.sft import RUN_FILE, TrainError, read_jsonl
 
 EVAL_JSON = "eval.json"
 EVAL_HTML = "eval.html"
@@ -55,40 +67,43 @@ class Example:
     reference: str
 
 
-def read_run(adapter_dir: Path) -> dict[str, Any]:
+def read_run(adapter_dir: Path) -> TrainingRun:
     """The adapter's `training_run.json` (its lineage)."""
     if not (adapter_dir / "adapter_config.json").is_file():
         raise EvalError(f"{adapter_dir}: not a LoRA adapter folder (no adapter_config.json)")
     f = adapter_dir / RUN_FILE
     if not f.is_file():
         raise EvalError(f"{adapter_dir}: no {RUN_FILE}, so its base model and training data are unknown")
-    return json.loads(f.read_text(encoding="utf-8"))
+    try:
+        return TrainingRun.read(f)
+    except RecordError as exc:
+        raise EvalError(str(exc)) from None
 
 
-def check_base(run: dict[str, Any], base_id: str, base_hash: str) -> None:
+def check_base(run: TrainingRun, base_id: str, base_hash: str) -> None:
     """The adapter must have been trained on the base model being loaded (weights hash, from the lineage)."""
-    trained = run.get("base_model") or {}
-    if trained.get("hash") != base_hash:
+    trained = run.base_model
+    if trained.hash != base_hash:
         raise EvalError(
-            f"adapter was trained on base model {trained.get('id')} ({str(trained.get('hash'))[:24]}), "
+            f"adapter was trained on base model {trained.id} ({trained.hash[:24]}), "
             f"but the base model here is {base_id} ({base_hash[:24]}); evaluate it with --base set to its base"
         )
 
 
-def check_overlap(run: dict[str, Any], holdout_ids: list[str | None], folder: Path, rows: list[dict]) -> str:
+def check_overlap(run: TrainingRun, holdout_ids: list[str | None], folder: Path, rows: list[dict]) -> str:
     """No holdout row may be one the adapter was trained on: by trace id (lineage), else by row content when the
     adapter's training data is still on disk. Returns how overlap was checked."""
-    d = run.get("dataset") or {}
-    train_ids = d.get("train_trace_ids")
+    d = run.dataset
+    train_ids = d.train_trace_ids
     if train_ids and any(holdout_ids):
         both = sorted({t for t in holdout_ids if t} & set(train_ids))
         if both:
             raise EvalError(
                 f"{folder / 'holdout.jsonl'}: {len(both)} holdout row(s) are in the adapter's training data "
-                f"(dataset v{d.get('version')}, trace ids {', '.join(both[:5])}); the comparison would be inflated"
+                f"(dataset v{d.version}, trace ids {', '.join(both[:5])}); the comparison would be inflated"
             )
         return "trace_ids"
-    train_file = Path(d.get("path", "")) / "train.jsonl"
+    train_file = Path(d.path) / "train.jsonl"
     if train_file.is_file():
         seen = {_row_hash(r) for r in read_jsonl(train_file, required=False)}
         both_rows = [i + 1 for i, r in enumerate(rows) if _row_hash(r) in seen]
@@ -152,11 +167,11 @@ class EvalResult:
     """Where the outputs went and the contents of `eval.json`."""
 
     out_dir: Path
-    report: dict[str, Any]
+    report: EvalRun
 
     @property
-    def verdict(self) -> dict[str, Any]:
-        return self.report["verdict"]
+    def verdict(self) -> Verdict:
+        return self.report.verdict
 
 
 def _aggregate(per: list[dict[str, Any]], ec: EvalConfig) -> dict[str, dict[str, Any]]:
@@ -297,51 +312,54 @@ def evaluate(
     gen_tokens = sum(g["new_tokens"] for g in gen_base + gen_adapter)
     gen_s = timings["generate_base_s"] + timings["generate_adapter_s"]
     out_dir = Path(out) if out else adapter_dir / "eval"
-    report: dict[str, Any] = {
-        "eval_id": hashlib.sha256(f"{out_dir.resolve()}|{started.isoformat()}".encode()).hexdigest()[:16],
-        "started_at": started.isoformat(),
-        "finished_at": datetime.now(UTC).isoformat(),
-        "n": n,
-        "metrics": metrics,
-        "verdict": decision,
-        "outcomes": {k: sum(1 for x in examples_out if x["outcome"] == k) for k in ("won", "tie", "lost")},
-        "lineage": {
-            "dataset": {
+    wall = time.perf_counter() - t_start
+    report = EvalRun(
+        eval_id=hashlib.sha256(f"{out_dir.resolve()}|{started.isoformat()}".encode()).hexdigest()[:16],
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        n=n,
+        metrics=metrics,
+        verdict=decision,
+        outcomes={k: sum(1 for x in examples_out if x["outcome"] == k) for k in ("won", "tie", "lost")},
+        lineage=EvalLineage(
+            dataset=EvalDataset(
                 **lineage(folder, manifest),
-                "expect_json_schema": schema is not None,
+                expect_json_schema=schema is not None,
                 **{k: info[k] for k in ("rows", "with_answer", "evaluated", "skipped_rows")},
-            },
-            "adapter": {
-                "path": str(adapter_dir.resolve()),
-                "run_id": run.get("run_id"),
-                "adapter_sha256": _adapter_hash(adapter_dir),
-                "trained_on_version": (run.get("dataset") or {}).get("version"),
-                "trained_on_manifest_sha256": (run.get("dataset") or {}).get("manifest_sha256"),
-                "steps": run.get("steps"),
-                "train_config_hash": run.get("config_hash"),
-            },
-            "base_model": {"id": ref.base_id, "hash": ref.base_hash, "path": str(ref.path)},
-            "overlap_check": overlap,
-            "config_hash": config_hash(cfg),
-            "eval_config": ec.model_dump(mode="json"),
-            "versions": _versions(),
-        },
-        "timing": {
+            ),
+            adapter=AdapterRef(
+                path=str(adapter_dir.resolve()),
+                run_id=run.run_id,
+                adapter_sha256=_adapter_hash(adapter_dir),
+                trained_on_version=run.dataset.version,
+                trained_on_manifest_sha256=run.dataset.manifest_sha256,
+                steps=run.steps,
+                train_config_hash=run.config_hash,
+            ),
+            base_model=BaseModelRef(id=ref.base_id, hash=ref.base_hash, path=str(ref.path)),
+            overlap_check=overlap,
+            config_hash=config_hash(cfg),
+            eval_config=ec.model_dump(mode="json"),
+            versions=_versions(),
+        ),
+        timing=EvalTiming(
             **{k: round(v, 3) for k, v in timings.items()},
-            "generated_tokens": gen_tokens,
-            "generate_tokens_per_s": round(gen_tokens / gen_s, 2) if gen_s else None,
-            "merged_for_adapter_generation": merged,
-            "threads": torch.get_num_threads(),
-            "wall_s": round(time.perf_counter() - t_start, 3),
-        },
-        "examples": examples_out,
-        "flow_run_id": flow_run_id,
-    }
+            generated_tokens=gen_tokens,
+            generate_tokens_per_s=round(gen_tokens / gen_s, 2) if gen_s else None,
+            seconds_per_example=round(gen_s / (2 * n), 3) if n else None,
+            merged_for_adapter_generation=merged,
+            threads=torch.get_num_threads(),
+            wall_s=round(wall, 3),
+            peak_rss_mb=peak_rss_mb(),
+        ),
+        examples=examples_out,
+        flow_run_id=flow_run_id,
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / EVAL_JSON).write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    report.write(out_dir / EVAL_JSON)
     from training.eval_report import render_html
 
-    (out_dir / EVAL_HTML).write_text(render_html(report), encoding="utf-8")
+    (out_dir / EVAL_HTML).write_text(render_html(report.model_dump(mode="json")), encoding="utf-8")
     if db:
         from curation.store import Store
 
@@ -365,48 +383,37 @@ def _versions() -> dict[str, str]:
     return {p: version(p) for p in ("torch", "transformers", "peft")}
 
 
-def summary(report: dict[str, Any]) -> dict[str, Any]:
-    """The short form of an eval report: verdict, n, and base/adapter/diff/interval per metric."""
-    return {
-        "n": report["n"],
-        "promote": report["verdict"]["promote"],
-        "reasons": report["verdict"]["reasons"],
-        "metrics": {k: {x: m[x] for x in ("n", "base", "adapter", "diff", "ci")} for k, m in report["metrics"].items()},
-        "outcomes": report["outcomes"],
-    }
-
-
-def record_eval(store: Any, report: dict[str, Any]) -> None:
+def record_eval(store: Any, report: EvalRun) -> None:
     """Insert (or replace) the report's row in the `eval_runs` table."""
-    m, lin = report["metrics"], report["lineage"]
-    store.con.execute("DELETE FROM eval_runs WHERE eval_id = ?", [report["eval_id"]])
+    m, lin = report.metrics, report.lineage
+    store.con.execute("DELETE FROM eval_runs WHERE eval_id = ?", [report.eval_id])
     store.con.execute(
         "INSERT INTO eval_runs (eval_id, adapter_dir, adapter_run_id, dataset_path, dataset_version, "
         "manifest_sha256, base_model_id, base_model_hash, config_hash, n, promote, base_json_parse, "
         "adapter_json_parse, base_field_accuracy, adapter_field_accuracy, base_loss, adapter_loss, started_at, "
         "finished_at, report, flow_run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            report["eval_id"],
-            lin["adapter"]["path"],
-            lin["adapter"]["run_id"],
-            lin["dataset"]["path"],
-            lin["dataset"]["version"],
-            lin["dataset"]["manifest_sha256"],
-            lin["base_model"]["id"],
-            lin["base_model"]["hash"],
-            lin["config_hash"],
-            report["n"],
-            report["verdict"]["promote"],
-            m["json_parse"]["base"],
-            m["json_parse"]["adapter"],
-            m["field_accuracy"]["base"],
-            m["field_accuracy"]["adapter"],
-            m["loss"]["base"],
-            m["loss"]["adapter"],
-            report["started_at"],
-            report["finished_at"],
-            json.dumps({k: v for k, v in report.items() if k != "examples"}, default=str),
-            report.get("flow_run_id"),
+            report.eval_id,
+            lin.adapter.path,
+            lin.adapter.run_id,
+            lin.dataset.path,
+            lin.dataset.version,
+            lin.dataset.manifest_sha256,
+            lin.base_model.id,
+            lin.base_model.hash,
+            lin.config_hash,
+            report.n,
+            report.verdict.promote,
+            m["json_parse"].base,
+            m["json_parse"].adapter,
+            m["field_accuracy"].base,
+            m["field_accuracy"].adapter,
+            m["loss"].base,
+            m["loss"].adapter,
+            report.started_at.isoformat(),
+            report.finished_at.isoformat(),
+            report.model_dump_json(exclude={"examples"}),
+            report.flow_run_id,
         ],
     )
 
@@ -421,5 +428,4 @@ __all__ = [
     "load_examples",
     "read_run",
     "record_eval",
-    "summary",
 ]

@@ -9,11 +9,12 @@ from collections.abc import Callable
 from typing import Any
 
 from training.chat import encode_row
+from training.labelled_head import labelled_head, per_row
 
 
 def teacher_forced(model: Any, tokenizer: Any, rows: list[dict], max_length: int, batch_size: int) -> list[dict]:
     """Per row: summed cross-entropy, token count and correct argmax predictions over the trainable assistant
-    tokens (the training masks)."""
+    tokens (the training masks), with the output head only at those positions."""
     import torch
 
     enc = [encode_row(tokenizer, r, max_length, where=f"holdout row {i + 1}") for i, r in enumerate(rows)]
@@ -30,21 +31,7 @@ def teacher_forced(model: Any, tokenizer: Any, rows: list[dict], max_length: int
             labels[k, : len(e.labels)] = torch.tensor(e.labels)
             mask[k, : len(e.input_ids)] = 1
         with torch.no_grad():
-            logits = model(input_ids=ids, attention_mask=mask).logits.float()
-        logits, target = logits[:, :-1], labels[:, 1:]
-        valid = target != -100
-        ce = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.size(-1)), target.clamp(min=0).reshape(-1), reduction="none"
-        ).view(target.shape)
-        correct = (logits.argmax(-1) == target) & valid
-        for k in range(len(chunk)):
-            out.append(
-                {
-                    "loss_sum": float((ce[k] * valid[k]).sum()),
-                    "tokens": int(valid[k].sum()),
-                    "correct": int(correct[k].sum()),
-                }
-            )
+            out.extend(per_row(labelled_head(model, ids, mask, labels), len(chunk)))
     return out
 
 

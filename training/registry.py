@@ -9,13 +9,13 @@ never moved or deleted here, so a rollback can always return to one that still e
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from pathlib import Path
 from typing import Any
 
-from training.sft import RUN_FILE
+from schemas.runs import TRAINING_RUN_FILE as RUN_FILE
+from schemas.runs import RecordError, TrainingRun
 
 POINTER = "current"
 
@@ -80,11 +80,10 @@ def register(store: Any, adapter_dir: str | Path, *, flow_run_id: str | None = N
     if not run_file.is_file():
         raise RegistryError(f"{path}: no {RUN_FILE}, so it is not an adapter written by tracetune train")
     try:
-        run = json.loads(run_file.read_text())
-        dataset = run.get("dataset") or {}
-        name = dataset.get("name")
-    except (ValueError, AttributeError) as exc:
-        raise RegistryError(f"{run_file}: not a readable training run ({exc})") from None
+        run = TrainingRun.read(run_file)
+    except RecordError as exc:
+        raise RegistryError(f"not a readable training run: {exc}") from None
+    name = run.dataset.name
     if not name:
         raise RegistryError(f"{run_file}: no dataset name, so the adapter cannot be registered")
     _check_name(name)
@@ -93,7 +92,7 @@ def register(store: Any, adapter_dir: str | Path, *, flow_run_id: str | None = N
         "VALUES (?, ?, ?, ?, ?) ON CONFLICT (adapter_dir) DO UPDATE SET name = excluded.name, "
         "dataset_version = excluded.dataset_version, training_run_id = excluded.training_run_id, "
         "flow_run_id = coalesce(excluded.flow_run_id, adapters.flow_run_id)",
-        [path, name, dataset.get("version"), run.get("run_id"), flow_run_id],
+        [path, name, run.dataset.version, run.run_id, flow_run_id],
     )
     return _adapter(store, path) or {}
 

@@ -12,11 +12,10 @@ Outputs in the adapter folder: the PEFT adapter, the tokenizer and chat template
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
-import os
 import platform
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,15 +25,26 @@ import orjson
 
 from schemas.config import Config, config_hash, load_config
 from schemas.dataset import TRACE_IDS, DatasetError, lineage, load_manifest, sha256_file
+from schemas.runs import TRAINING_RUN_FILE, BaseModelRef, DeviceInfo, RowCounts, TrainedDataset, TrainingRun
 from schemas.training import TrainConfig
-from training.chat import Encoded, EncodeStats, RowError, encode_rows
+from training.chat import EncodeStats, RowError, encode_rows
+from training.device import DeviceError, cpu_threads, native_bf16, peak_rss_mb, pick_device, use_bf16
 from training.model import ModelError, load_tokenizer, resolve_base
+from training.trainer import (
+    CHECKPOINTS,
+    Progress,
+    check_target_modules,
+    hf_dataset,
+    keep_input_dtype,
+    load_train_model,
+    lora_config,
+    sft_config,
+    step_tracker,
+    trainer_class,
+)
 
-RUN_FILE = "training_run.json"
-CHECKPOINTS = "checkpoints"
+RUN_FILE = TRAINING_RUN_FILE
 MERGED = "merged"
-
-Progress = Callable[[dict[str, Any]], None]
 
 
 class TrainError(ValueError):
@@ -46,7 +56,7 @@ class TrainResult:
     """Where the adapter went and the contents of its `training_run.json`."""
 
     adapter_dir: Path
-    run: dict[str, Any]
+    run: TrainingRun
 
 
 def read_jsonl(path: Path, required: bool = True) -> list[dict[str, Any]]:
@@ -67,159 +77,6 @@ def read_jsonl(path: Path, required: bool = True) -> list[dict[str, Any]]:
     if required and not rows:
         raise TrainError(f"{path}: empty file (no rows to train on)")
     return rows
-
-
-def pick_device(tc: TrainConfig) -> str:
-    """The training device: the configured one, or CUDA > MPS > CPU for `auto`; QLoRA needs CUDA."""
-    import torch
-
-    has_cuda = torch.cuda.is_available()
-    has_mps = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
-    device = tc.device
-    if device == "auto":
-        device = "cuda" if has_cuda else "mps" if has_mps else "cpu"
-    elif device == "cuda" and not has_cuda:
-        raise TrainError("train.device: cuda was asked for but no CUDA GPU is available (use auto or cpu)")
-    elif device == "mps" and not has_mps:
-        raise TrainError("train.device: mps was asked for but Apple MPS is not available (use auto or cpu)")
-    if tc.quantization == "4bit" and device != "cuda":
-        raise TrainError(
-            f"train.quantization: 4bit (QLoRA, bitsandbytes) needs a CUDA GPU; this run trains on {device}. "
-            "Set quantization: none"
-        )
-    return device
-
-
-def cpu_threads(threads: int) -> int:
-    """Threads for torch: `threads` when set, else (0) the cores this process may use."""
-    if threads:
-        return threads
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
-def check_target_modules(model: Any, tc: TrainConfig) -> None:
-    """Every named LoRA target must be a module of the model (peft's own error comes late and is vague)."""
-    if tc.target_modules == "all-linear":
-        return
-    import torch
-
-    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
-    linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
-    for t in tc.target_modules:
-        if t not in names and not any(n.endswith(t) for n, _ in model.named_modules()):
-            raise TrainError(
-                f"train.target_modules: the model has no module '{t}' (its linear layers: {', '.join(linear)})"
-            )
-
-
-def lora_config(tc: TrainConfig) -> Any:
-    """peft LoraConfig from the train section."""
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=tc.lora_r,
-        lora_alpha=tc.lora_alpha,
-        lora_dropout=tc.lora_dropout,
-        target_modules=tc.target_modules,
-        use_rslora=tc.use_rslora,
-        use_dora=tc.use_dora,
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
-
-
-def use_bf16(tc: TrainConfig, device: str) -> bool:
-    """bf16 mixed precision: as configured, or (auto) on CUDA with bf16 support; fp32 elsewhere."""
-    import torch
-
-    if tc.precision != "auto":
-        return tc.precision == "bf16"
-    return device == "cuda" and torch.cuda.is_bf16_supported()
-
-
-def sft_config(tc: TrainConfig, out: Path, device: str, has_eval: bool) -> Any:
-    """trl SFTConfig with the device-aware precision and memory settings."""
-    from trl import SFTConfig
-
-    bf16 = use_bf16(tc, device)
-    gc = False if tc.gradient_checkpointing == "auto" else bool(tc.gradient_checkpointing)
-    never = 10**9  # with step strategies, transformers still evaluates and saves at the last step
-    return SFTConfig(
-        output_dir=str(out / CHECKPOINTS),
-        per_device_train_batch_size=tc.batch_size,
-        per_device_eval_batch_size=tc.batch_size,
-        gradient_accumulation_steps=tc.grad_accum,
-        learning_rate=tc.learning_rate,
-        lr_scheduler_type=tc.lr_scheduler,
-        warmup_steps=tc.warmup_steps,
-        weight_decay=tc.weight_decay,
-        num_train_epochs=tc.epochs,
-        max_steps=tc.max_steps or -1,
-        max_length=tc.max_length,
-        packing=tc.packing,
-        seed=tc.seed,
-        data_seed=tc.seed,
-        bf16=bf16,
-        fp16=False,
-        use_cpu=device == "cpu",
-        activation_checkpointing=gc,
-        eval_strategy="steps" if has_eval else "no",
-        eval_steps=tc.eval_steps or never,
-        save_strategy="steps",
-        save_steps=tc.save_steps or never,
-        save_total_limit=tc.save_total_limit,
-        logging_steps=tc.logging_steps,
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        dataset_num_proc=None,
-    )
-
-
-def _dataset(rows: list[Encoded]) -> Any:
-    from datasets import Dataset
-
-    return Dataset.from_dict({"input_ids": [r.input_ids for r in rows], "labels": [r.labels for r in rows]})
-
-
-def _trainer_callback(progress: Progress | None, curve: list[dict[str, Any]], timing: dict[str, float]) -> Any:
-    from transformers import TrainerCallback
-
-    class Tracker(TrainerCallback):
-        """Collects the metrics curve and the time spent in optimizer steps; reports progress."""
-
-        trainer: Any = None
-        steps: list[tuple[float, int]] = []  # noqa: RUF012 (one Tracker per run)
-
-        def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            timing["t0"] = time.perf_counter()
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            took = time.perf_counter() - timing.pop("t0", time.perf_counter())
-            timing["train_s"] += took
-            tokens = int(getattr(self.trainer, "_total_train_tokens", 0))
-            self.steps.append((took, tokens - int(timing["tokens"])))
-            timing["tokens"] = tokens
-            if progress:
-                last = next((c["loss"] for c in reversed(curve) if "loss" in c), None)
-                progress(
-                    {
-                        "step": state.global_step,
-                        "max_steps": state.max_steps,
-                        "loss": last,
-                        "tokens_per_s": (tokens - timing["tokens0"]) / max(timing["train_s"], 1e-9),
-                    }
-                )
-
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
-            if logs:
-                keep = {k: v for k, v in logs.items() if isinstance(v, int | float)}
-                curve.append({"step": state.global_step, "epoch": state.epoch, **keep})
-
-    return Tracker()
 
 
 def last_checkpoint(out: Path) -> Path | None:
@@ -275,7 +132,12 @@ def train(
         raise TrainError(str(exc)) from None
     train_rows = read_jsonl(folder / "train.jsonl")
     holdout_rows = read_jsonl(folder / "holdout.jsonl", required=False)
-    device = pick_device(tc)
+    try:
+        device = pick_device(tc)
+        native = native_bf16(device)
+        bf16 = use_bf16(tc.precision, device, native)
+    except DeviceError as exc:
+        raise TrainError(str(exc)) from None
     if device == "cpu":
         torch.set_num_threads(cpu_threads(tc.threads))
     try:
@@ -301,27 +163,31 @@ def train(
         if resume_from is None:
             raise TrainError(f"--resume: no checkpoint in {out / CHECKPOINTS}")
 
-    model = _load_model(ref.path, tc, device)
-    check_target_modules(model, tc)
+    if tc.quantization == "4bit" and importlib.util.find_spec("bitsandbytes") is None:
+        raise TrainError("train.quantization: 4bit needs the bitsandbytes package (pip install bitsandbytes)")
+    model = load_train_model(ref.path, tc, device, bf16)
+    bad_target = check_target_modules(model, tc)
+    if bad_target:
+        raise TrainError(bad_target)
 
     from transformers import PrinterCallback
-    from trl import SFTTrainer
 
     curve: list[dict[str, Any]] = []
-    timing = {"train_s": 0.0, "tokens": 0, "tokens0": 0}
-    tracker = _trainer_callback(progress, curve, timing)
-    args = sft_config(tc, out, device, has_eval=bool(eval_enc))
+    tracker = step_tracker(progress, curve)
+    args = sft_config(tc, out, device, has_eval=bool(eval_enc), bf16=bf16)
     torch.manual_seed(tc.seed)
-    trainer = SFTTrainer(
+    trainer = trainer_class()(
         model=model,
         args=args,
-        train_dataset=_dataset(train_enc),
-        eval_dataset=_dataset(eval_enc) if eval_enc else None,
+        train_dataset=hf_dataset(train_enc),
+        eval_dataset=hf_dataset(eval_enc) if eval_enc else None,
         processing_class=tokenizer,
         peft_config=lora_config(tc),
         callbacks=[tracker],
     )
     tracker.trainer = trainer
+    if bf16:
+        keep_input_dtype(trainer.model)
     trainer.remove_callback(PrinterCallback)  # it prints every log dict on stdout, which `--json` owns
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     trainer.model.save_pretrained(str(out))
@@ -330,43 +196,45 @@ def train(
 
     evals = [c for c in curve if "eval_loss" in c]
     trains = [c for c in curve if "loss" in c]
-    run: dict[str, Any] = {
-        "run_id": hashlib.sha256(f"{out.resolve()}|{started.isoformat()}".encode()).hexdigest()[:16],
-        "started_at": started.isoformat(),
-        "finished_at": datetime.now(UTC).isoformat(),
-        "adapter_dir": str(out.resolve()),
-        "dataset": {**lineage(folder, manifest), **_trace_ids(folder)},
-        "base_model": {"spec": base or tc.base_model, "id": ref.base_id, "hash": ref.base_hash, "path": str(ref.path)},
-        "config_hash": config_hash(cfg),
-        "train_config": tc.model_dump(mode="json"),
-        "rows": {"train": train_stats.as_dict(), "eval": eval_stats.as_dict()},
-        "device": {
-            "type": device,
-            "name": torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(),
-            "dtype": "bf16" if args.bf16 else "fp32",
-            "quantization": tc.quantization,
-            "gradient_checkpointing": bool(args.activation_checkpointing),
-        },
-        "steps": int(trainer.state.global_step),
-        "resumed_from": str(resume_from) if resume_from else None,
-        "train_loss": float(result.training_loss),
-        "final_train_loss": trains[-1]["loss"] if trains else None,
-        "eval_loss": evals[-1]["eval_loss"] if evals else None,
-        "eval_token_accuracy": evals[-1].get("eval_mean_token_accuracy") if evals else None,
-        "curve": curve,
-        "trained_tokens": int(timing["tokens"]),
-        "train_seconds": round(timing["train_s"], 3),
-        "tokens_per_s": round(timing["tokens"] / timing["train_s"], 2) if timing["train_s"] else None,
-        "tokens_per_s_after_first_step": _steady_rate(tracker.steps),
-        "step_times": [[round(s, 4), n] for s, n in tracker.steps],
-        "wall_seconds": round(wall, 3),
-        "versions": _versions(),
-        "flow_run_id": flow_run_id,
-    }
+    run = TrainingRun(
+        run_id=hashlib.sha256(f"{out.resolve()}|{started.isoformat()}".encode()).hexdigest()[:16],
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        adapter_dir=str(out.resolve()),
+        dataset=TrainedDataset(**lineage(folder, manifest), **_trace_ids(folder)),
+        base_model=BaseModelRef(spec=base or tc.base_model, id=ref.base_id, hash=ref.base_hash, path=str(ref.path)),
+        config_hash=config_hash(cfg),
+        train_config=tc.model_dump(mode="json"),
+        rows={"train": RowCounts(**train_stats.as_dict()), "eval": RowCounts(**eval_stats.as_dict())},
+        device=DeviceInfo(
+            type=device,
+            name=torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or platform.machine(),
+            threads=torch.get_num_threads(),
+            dtype="bf16" if bf16 else "fp32",
+            native_bf16=native,
+            quantization=tc.quantization,
+            gradient_checkpointing=bool(args.activation_checkpointing),
+        ),
+        steps=int(trainer.state.global_step),
+        resumed_from=str(resume_from) if resume_from else None,
+        train_loss=float(result.training_loss),
+        final_train_loss=trains[-1]["loss"] if trains else None,
+        eval_loss=evals[-1]["eval_loss"] if evals else None,
+        eval_token_accuracy=evals[-1].get("eval_mean_token_accuracy") if evals else None,
+        curve=curve,
+        trained_tokens=tracker.tokens,
+        train_seconds=round(tracker.seconds, 3),
+        tokens_per_s=round(tracker.tokens / tracker.seconds, 2) if tracker.seconds else None,
+        tokens_per_s_after_first_step=_steady_rate(tracker.steps),
+        step_times=[[round(s, 4), n] for s, n in tracker.steps],
+        wall_seconds=round(wall, 3),
+        peak_rss_mb=peak_rss_mb(),
+        versions=_versions(),
+        flow_run_id=flow_run_id,
+    )
     if merge:
-        run["merged_dir"] = str(merge_adapter(out, ref.path, tc, device))
-    (out / RUN_FILE).write_text(json.dumps(run, indent=2, default=str), encoding="utf-8")
+        run.merged_dir = str(merge_adapter(out, ref.path, tc, device))
+    run.write(out / RUN_FILE)
     if db:
         from curation.store import Store
 
@@ -388,34 +256,6 @@ def _versions() -> dict[str, str]:
     return {p: version(p) for p in ("torch", "transformers", "peft", "trl", "accelerate", "datasets")}
 
 
-def _load_model(path: Path, tc: TrainConfig, device: str) -> Any:
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    kwargs: dict[str, Any] = {"dtype": torch.float32}
-    if device == "cuda":
-        kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    if tc.quantization == "4bit":
-        try:
-            import bitsandbytes  # noqa: F401
-            from transformers import BitsAndBytesConfig
-        except ImportError:
-            raise TrainError(
-                "train.quantization: 4bit needs the bitsandbytes package (pip install bitsandbytes)"
-            ) from None
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=kwargs["dtype"],
-        )
-        kwargs["device_map"] = {"": 0}
-    model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
-    if tc.quantization != "4bit":
-        model.to(device)
-    return model
-
-
 def merge_adapter(adapter_dir: Path, base_path: Path, tc: TrainConfig, device: str) -> Path:
     """Write base + adapter merged into one full model (`adapter_dir/merged`), from an unquantized base load."""
     import torch
@@ -433,37 +273,37 @@ def merge_adapter(adapter_dir: Path, base_path: Path, tc: TrainConfig, device: s
     return target
 
 
-def record_run(store: Any, run: dict[str, Any]) -> None:
+def record_run(store: Any, run: TrainingRun) -> None:
     """Insert (or replace) the run's row in the `training_runs` table."""
-    d = run["dataset"]
-    store.con.execute("DELETE FROM training_runs WHERE run_id = ?", [run["run_id"]])
+    d = run.dataset
+    store.con.execute("DELETE FROM training_runs WHERE run_id = ?", [run.run_id])
     store.con.execute(
         "INSERT INTO training_runs (run_id, adapter_dir, dataset_path, dataset_version, manifest_sha256, "
         "train_trace_ids_sha256, base_model_id, base_model_hash, config_hash, device, steps, trained_tokens, "
         "tokens_per_s, wall_seconds, train_loss, eval_loss, eval_token_accuracy, started_at, finished_at, run, "
         "flow_run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            run["run_id"],
-            run["adapter_dir"],
-            d["path"],
-            d["version"],
-            d["manifest_sha256"],
-            d.get("train_trace_ids_sha256"),
-            run["base_model"]["id"],
-            run["base_model"]["hash"],
-            run["config_hash"],
-            run["device"]["type"],
-            run["steps"],
-            run["trained_tokens"],
-            run["tokens_per_s"],
-            run["wall_seconds"],
-            run["train_loss"],
-            run["eval_loss"],
-            run["eval_token_accuracy"],
-            run["started_at"],
-            run["finished_at"],
-            json.dumps(run, default=str),
-            run.get("flow_run_id"),
+            run.run_id,
+            run.adapter_dir,
+            d.path,
+            d.version,
+            d.manifest_sha256,
+            d.train_trace_ids_sha256,
+            run.base_model.id,
+            run.base_model.hash,
+            run.config_hash,
+            run.device.type,
+            run.steps,
+            run.trained_tokens,
+            run.tokens_per_s,
+            run.wall_seconds,
+            run.train_loss,
+            run.eval_loss,
+            run.eval_token_accuracy,
+            run.started_at.isoformat(),
+            run.finished_at.isoformat(),
+            run.model_dump_json(),
+            run.flow_run_id,
         ],
     )
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 from schemas.config import DEFAULT_DB
 from tracetune.commands.curation import _run_curate, _run_ingest
 from tracetune.commands.training import _run_evaluate, _run_train
 from tracetune.options import DEFAULT_OUT, DEMO_CONFIG, SAMPLES, DbOpt, JsonOpt
-from tracetune.output import curate_summary, emit_json, fail, ingest_summary, print_eval_summary, train_summary
+from tracetune.output import curate_summary, emit_json, fail, ingest_summary, print_eval_summary, say, train_summary
 
 
 def demo(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
@@ -15,22 +17,35 @@ def demo(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
     redact, leak gate, rules, split, export) into data/dataset, train a LoRA adapter of the embedded
     SmolLM2-135M-Instruct on the latest version, and evaluate base vs adapter on its holdout (same short
     system prompt on both sides)."""
-    from training.evaluate import summary as eval_summary
-
     if not (SAMPLES.is_dir() and DEMO_CONFIG.is_file()):
         fail(f"{SAMPLES} or {DEMO_CONFIG} not found: the demo runs from a checkout of the repository (make demo)")
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        seconds[stage] = round(time.perf_counter() - clock, 1)
+        clock = time.perf_counter()
+
     stats = _run_ingest([SAMPLES], db, "auto", DEMO_CONFIG, quiet=False)
+    lap("ingest")
     summary = _run_curate(db, DEMO_CONFIG, DEFAULT_OUT)
+    lap("curate")
     if not as_json:
         ingest_summary(stats, db)
         curate_summary(summary)
     trained, result = _run_train(DEFAULT_OUT, DEMO_CONFIG, None, None, db, False, False)
+    lap("train")
     if not as_json:
         train_summary(result)
     evaluated = _run_evaluate(result.adapter_dir, DEFAULT_OUT, DEMO_CONFIG, None, None, db)
+    lap("evaluate")
+    seconds["total"] = round(sum(seconds.values()), 1)
     if as_json:
         payload = {"db": str(db), "ingest": stats.as_dict(), "curate": summary, "training": trained}
-        payload["evaluate"] = eval_summary(evaluated.report)
+        payload["evaluate"] = evaluated.report.summary()
+        payload["seconds"] = seconds
         emit_json(payload)
         return
     print_eval_summary(evaluated.report, evaluated.out_dir)
+    say("seconds by stage: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))

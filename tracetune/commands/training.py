@@ -59,15 +59,17 @@ def _run_train(
     r = result.run
     summary = {
         "adapter": str(result.adapter_dir),
-        "merged": r.get("merged_dir"),
-        "steps": r["steps"],
-        "train_loss": r["train_loss"],
-        "eval_loss": r["eval_loss"],
-        "eval_token_accuracy": r["eval_token_accuracy"],
-        "tokens_per_s": r["tokens_per_s"],
-        "wall_seconds": r["wall_seconds"],
-        "device": r["device"]["type"],
-        "rows": r["rows"],
+        "merged": r.merged_dir,
+        "steps": r.steps,
+        "train_loss": r.train_loss,
+        "eval_loss": r.eval_loss,
+        "eval_token_accuracy": r.eval_token_accuracy,
+        "tokens_per_s": r.tokens_per_s,
+        "peak_rss_mb": r.peak_rss_mb,
+        "wall_seconds": r.wall_seconds,
+        "device": r.device.type,
+        "dtype": r.device.dtype,
+        "rows": {k: v.model_dump(exclude={"dropped_rows"}) for k, v in r.rows.items()},
     }
     return summary, result
 
@@ -87,11 +89,9 @@ def evaluate(
     parse rate, schema validity, per-field accuracy, ROUGE-L, refusal rate, length and latency; paired bootstrap
     intervals of adapter minus base; a promotion verdict from the config's evaluate: section.
     Writes eval.json and eval.html; the verdict is reported, not an exit code."""
-    from training.evaluate import summary
-
     result = _run_evaluate(adapter, dataset, config, out, base, db)
     short = {"eval_json": str(result.out_dir / "eval.json"), "eval_html": str(result.out_dir / "eval.html")}
-    short.update(summary(result.report))
+    short.update(result.report.summary())
     if as_json:
         emit_json(short)
         return
