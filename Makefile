@@ -44,7 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/dedupe.py
 	$(BIN)/python benchmarks/redact.py
 	$(BIN)/python benchmarks/curate.py
-	$(BIN)/python benchmarks/train.py --steps 8 --peer-steps 2
+	$(BIN)/python benchmarks/train.py --steps 16 --peer-steps 2
 	$(BIN)/python benchmarks/evaluate.py --dataset data/dataset --n 16 --max-new-tokens 48
 
 samples: $(STAMP)

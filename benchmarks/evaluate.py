@@ -62,14 +62,24 @@ def main() -> None:
     results = {
         "prompts": len(prompts),
         "generated_tokens": tokens,
-        "a_batched": {"seconds": round(a_s, 2), "tokens_per_s": round(tokens / a_s, 1), "batch": args.batch_size},
-        "b_one_by_one": {"seconds": round(b_s, 2), "tokens_per_s": round(tokens / b_s, 1)},
+        "a_batched": {
+            "seconds": round(a_s, 2),
+            "tokens_per_s": round(tokens / a_s, 1),
+            "seconds_per_example": round(a_s / len(prompts), 3),
+            "batch": args.batch_size,
+        },
+        "b_one_by_one": {
+            "seconds": round(b_s, 2),
+            "tokens_per_s": round(tokens / b_s, 1),
+            "seconds_per_example": round(b_s / len(prompts), 3),
+        },
         "ratio": round(b_s / a_s, 2),
         "identical_outputs": sum(same),
         "threads": torch.get_num_threads(),
     }
-    print(f"(a) batched     {a_s:7.1f}s  {tokens / a_s:7.1f} tokens/s")
-    print(f"(b) one by one  {b_s:7.1f}s  {tokens / b_s:7.1f} tokens/s")
+    n = len(prompts)
+    print(f"(a) batched     {a_s:7.1f}s  {tokens / a_s:7.1f} tokens/s  {a_s / n:5.2f} s/example")
+    print(f"(b) one by one  {b_s:7.1f}s  {tokens / b_s:7.1f} tokens/s  {b_s / n:5.2f} s/example")
     print(f"(a)/(b): {b_s / a_s:.2f}x (target >= 3); identical greedy outputs: {sum(same)}/{len(same)}")
     print(json.dumps(results))
     if not all(same):

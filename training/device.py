@@ -3,7 +3,6 @@ and the process's peak memory."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 import resource
 import sys
@@ -91,16 +90,6 @@ def use_bf16(precision: str, device: str, native: bool) -> bool:
     if precision == "bf16" and device == "mps":
         raise DeviceError("train.precision: bf16 is not supported on mps here; use auto or fp32")
     return precision == "bf16"
-
-
-def release_free_memory() -> None:
-    """Hand the C heap's free pages back to the system (glibc `malloc_trim`; nothing elsewhere). Tensors of a
-    different shape every step leave freed holes that otherwise only grow the process between steps."""
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):  # not glibc (musl)
-            pass
 
 
 def peak_rss_mb() -> float:

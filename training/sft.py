@@ -140,6 +140,7 @@ def train(
         raise TrainError(str(exc)) from None
     if device == "cpu":
         torch.set_num_threads(cpu_threads(tc.threads))
+        torch.set_flush_denormal(True)  # tiny LoRA updates and Adam moments go denormal: slow on x86, ~0 anyway
     try:
         ref = resolve_base(base or tc.base_model)
         tokenizer = load_tokenizer(ref.path)

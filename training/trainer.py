@@ -10,7 +10,6 @@ from typing import Any
 
 from schemas.training import TrainConfig
 from training.chat import Encoded
-from training.device import release_free_memory
 from training.labelled_head import labelled_head
 
 CHECKPOINTS = "checkpoints"
@@ -172,7 +171,6 @@ def step_tracker(progress: Progress | None, curve: list[dict[str, Any]]) -> Any:
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             took = time.perf_counter() - self._t0
-            release_free_memory()
             tokens = int(getattr(self.trainer, "_total_train_tokens", 0))
             self.steps.append((took, tokens - self.tokens))
             self.tokens = tokens

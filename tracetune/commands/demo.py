@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from schemas.config import DEFAULT_DB
 from tracetune.commands.curation import _run_curate, _run_ingest
 from tracetune.commands.training import _run_evaluate, _run_train
 from tracetune.options import DEFAULT_OUT, DEMO_CONFIG, SAMPLES, DbOpt, JsonOpt
 from tracetune.output import curate_summary, emit_json, fail, ingest_summary, print_eval_summary, say, train_summary
+
+T = TypeVar("T")
+
+
+def fresh_process(fn: Callable[..., T], *args: Any) -> T:
+    """Run one stage in a new (spawned) process and return its result. Training right after a curation in the
+    same process ran ~4x slower (71 vs 285 tokens/s, same code and data); a fresh process also keeps the
+    stage's peak memory its own."""
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, args)
 
 
 def demo(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
@@ -34,11 +47,11 @@ def demo(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
     if not as_json:
         ingest_summary(stats, db)
         curate_summary(summary)
-    trained, result = _run_train(DEFAULT_OUT, DEMO_CONFIG, None, None, db, False, False)
+    trained, result = fresh_process(_run_train, DEFAULT_OUT, DEMO_CONFIG, None, None, db, False, False)
     lap("train")
     if not as_json:
         train_summary(result)
-    evaluated = _run_evaluate(result.adapter_dir, DEFAULT_OUT, DEMO_CONFIG, None, None, db)
+    evaluated = fresh_process(_run_evaluate, result.adapter_dir, DEFAULT_OUT, DEMO_CONFIG, None, None, db)
     lap("evaluate")
     seconds["total"] = round(sum(seconds.values()), 1)
     if as_json:
