@@ -153,3 +153,30 @@ def distinct_logs(n: int, prefix: str = "r", seed: int = 0) -> list[dict]:
         answer = "sorted: " + " ".join(sorted(words))
         out.append(chat_log(f"{prefix}{i}", convo(question), answer, created=1790000000 + i))
     return out
+
+
+def write_training_run(adapter_dir: Path, name: str, version: int, run_id: str) -> None:
+    """A complete `training_run.json` for an adapter folder the registry tests make without training."""
+    from schemas.runs import TrainingRun
+
+    counts = {"rows": 1, "kept": 1, "truncated": 0, "dropped_truncated": 0, "no_trainable": 0}
+    TrainingRun(
+        run_id=run_id,
+        started_at="2026-01-01T00:00:00Z",
+        finished_at="2026-01-01T00:01:00Z",
+        adapter_dir=str(adapter_dir),
+        dataset={"path": f"/data/{name}/v{version:04d}", "name": name, "version": version, "manifest_sha256": "0" * 64},
+        base_model={"id": "tiny", "hash": "h", "path": "/models/tiny"},
+        config_hash="c",
+        train_config={},
+        rows={"train": counts, "eval": counts},
+        device={"type": "cpu", "name": "x86_64", "threads": 1, "dtype": "fp32"},
+        steps=1,
+        train_loss=1.0,
+        curve=[],
+        trained_tokens=1,
+        train_seconds=1.0,
+        step_times=[[1.0, 1]],
+        wall_seconds=1.0,
+        versions={},
+    ).write(adapter_dir / "training_run.json")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import write_training_run
 from training import registry
 from training.registry import RegistryError, current, history, listing, promote, register, rollback
 
@@ -27,8 +27,7 @@ def root(tmp_path: Path) -> Path:
 def make_adapter(root: Path, tag: str, version: int = 1, name: str = NAME) -> Path:
     d = root / name / f"v{version:04d}-{tag}"
     d.mkdir(parents=True)
-    run = {"run_id": f"run-{tag}", "adapter_dir": str(d), "dataset": {"name": name, "version": version}}
-    (d / "training_run.json").write_text(json.dumps(run))
+    write_training_run(d, name, version, f"run-{tag}")
     return d
 
 
@@ -294,7 +293,7 @@ def test_register(store, root, tmp_path):
 
 def test_unusable_name(store, root):
     bad = make_adapter(root, "a")
-    (bad / "training_run.json").write_text(json.dumps({"run_id": "r", "dataset": {"name": "../up", "version": 1}}))
+    write_training_run(bad, "../up", 1, "r")
     with pytest.raises(RegistryError, match="not a usable adapter name"):
         register(store, bad)
     with pytest.raises(RegistryError, match="not a usable adapter name"):
