@@ -10,7 +10,8 @@ modules and the same precision as (a). Each runs in its own process so peak RSS 
 
     .venv/bin/python benchmarks/train.py [--dataset DIR] [--steps 16] [--peer-steps 2] [--baseline DIR]
 
-Without --dataset: data/dataset/latest when the demo has run, else a version built from data/samples/.
+Without --dataset, a version is built from data/samples/ (the demo's JSON tickets under its short system prompt;
+trl's defaults cannot render the curated export's tool-call rows).
 """
 
 from __future__ import annotations
@@ -333,7 +334,7 @@ def measure(fn: Any, *args: Any) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dataset", type=Path, help="dataset version folder (default: data/dataset/latest or samples)")
+    ap.add_argument("--dataset", type=Path, help="dataset version folder (default: built from data/samples)")
     ap.add_argument("--config", type=Path, default=ROOT / "data" / "demo.yaml", help="train settings for (a), (c)")
     ap.add_argument("--steps", type=int, default=16, help="optimizer steps for (a), (a0) and (c)")
     ap.add_argument("--peer-steps", type=int, default=2, help="steps for (b); trl's CPU defaults are slow")
@@ -346,10 +347,8 @@ def main() -> None:
 
     resolve_base(args.base)  # convert the GGUF once, outside the measurements
     batch_size = load_config(args.config).train.batch_size
-    latest = ROOT / "data" / "dataset" / "latest"
     with tempfile.TemporaryDirectory() as tmp:
-        dataset = args.dataset or (latest if (latest / "train.jsonl").is_file() else None)
-        dataset = dataset or build_sample_dataset(Path(tmp) / "v0001")
+        dataset = args.dataset or build_sample_dataset(Path(tmp) / "v0001")
         rows = sum(1 for _ in (dataset / "train.jsonl").open())
         print(f"dataset {dataset} ({rows} train rows); config {args.config}; steps {args.steps}", flush=True)
         results: dict[str, dict[str, Any]] = {}
