@@ -125,7 +125,7 @@ def run_tracetune(dataset: Path, steps: int, config: Path, base: str | None, q: 
     tc = cfg.train.model_copy(update={"max_steps": steps, "eval_rows": 1, "save_steps": None})
     with tempfile.TemporaryDirectory() as tmp:
         res = train(dataset, Path(tmp) / "a", cfg.model_copy(update={"train": tc}), base=base)
-    q.put(_from_run(res.run if isinstance(res.run, dict) else res.run.model_dump(mode="json")))
+    q.put(_from_run(res.run.model_dump(mode="json")))
 
 
 def _from_run(r: dict[str, Any]) -> dict[str, Any]:
