@@ -1,16 +1,20 @@
 """The dedupe stage: exact duplicates, prefix chains of multi-turn calls, and near-duplicates
 (MinHash + LSH), with a configurable policy for which copy survives.
 
-Reads `traces`, writes `dup_clusters` (one row per trace in a cluster of two or more) and
-`dup_signatures` (stored so later runs only hash new traces, and so that a trace kept by an
-earlier run keeps winning against new near-copies of it)."""
+Per partition, each new trace gets its keys in `dup_keys` (exact key, MinHash signature, what the
+survivor policy reads), its message-prefix keys in `dup_prefixes` and its band keys in `lsh_bands`;
+a later run only hashes new traces. Then the clusters are found over the whole store in the
+database: exact groups and prefix chains by joins on the keys, near-duplicate candidates by a join
+on band keys, verified pair by pair, connected over the pairs only. `dup_clusters` holds one row
+per trace in a cluster of two or more; `dup_kept` the survivors, which keep winning against new
+copies in later runs (datasets stay stable)."""
 
 from __future__ import annotations
 
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,45 +23,14 @@ import orjson
 import pyarrow as pa
 import xxhash
 
-from curation import minhash
-from curation.stats import StageStats
+from curation import lsh, minhash
+from curation.stage import Stage, rows
 from curation.store import Store
 from schemas.config import DedupeConfig
 
+KINDS = ("exact_duplicate", "prefix_of", "near_duplicate")  # one name per kind: dup_clusters, decisions, stats
+
 _WS = re.compile(r"\s+")
-
-
-@dataclass
-class DedupeStats(StageStats):
-    """Counts of one dedupe run; traces = kept + exact + prefix + near + quarantined."""
-
-    traces: int = 0
-    kept: int = 0
-    exact_duplicates: int = 0
-    prefix_of: int = 0
-    near_duplicates: int = 0
-    quarantined: int = 0
-    clusters: int = 0
-    signatures_computed: int = 0
-    seconds: float = 0.0
-    bands: int = 0
-    rows: int = 0
-
-
-@dataclass
-class _Trace:
-    trace_id: str
-    exact: str
-    prefixes: list[str]
-    text: str
-    n_messages: int
-    length: int
-    feedback: float
-    created: float
-    sticky: bool = False
-    representative: str | None = None
-    kind: str | None = None
-    similarity: float | None = None
 
 
 def normalize(text: str, cfg: DedupeConfig) -> str:
@@ -100,87 +73,6 @@ def feedback_score(feedback: list[dict[str, Any]]) -> float:
     return max(-1.0, min(1.0, score))
 
 
-def _policy(rules: list[str]) -> Callable[[_Trace], tuple[Any, ...]]:
-    """Sort key: the survivor of a cluster sorts first. Traces kept by earlier runs always win."""
-    keys: dict[str, Callable[[_Trace], Any]] = {
-        "feedback": lambda t: -t.feedback,
-        "newest": lambda t: -t.created,
-        "oldest": lambda t: t.created,
-        "longest": lambda t: -t.length,
-        "shortest": lambda t: t.length,
-    }
-    chosen = [keys[r] for r in rules]
-    return lambda t: (not t.sticky, *(k(t) for k in chosen), t.trace_id)
-
-
-def _load(store: Store, cfg: DedupeConfig) -> tuple[list[_Trace], list[tuple[str, str]]]:
-    rows = store.con.execute(
-        "SELECT t.trace_id, t.messages, t.feedback, t.created_at, coalesce(s.kept, false) "
-        "FROM traces t LEFT JOIN dup_signatures s USING (trace_id) ORDER BY t.trace_id"
-    ).fetchall()
-    out, failed = [], []
-    for trace_id, messages_json, feedback_json, created, sticky in rows:
-        try:
-            messages = orjson.loads(messages_json)
-            keys = [message_key(m, cfg) for m in messages]
-            h = xxhash.xxh3_128()
-            prefixes = []
-            for k in keys:
-                h.update(len(k).to_bytes(4, "little") + k)
-                prefixes.append(h.hexdigest())
-            created_ts = created.timestamp() if isinstance(created, datetime) else 0.0
-            out.append(
-                _Trace(
-                    trace_id,
-                    prefixes[-1] if prefixes else "",
-                    prefixes[:-1],
-                    shingle_text(messages, cfg),
-                    len(messages),
-                    sum(len(m.get("content", "")) for m in messages),
-                    feedback_score(orjson.loads(feedback_json or "[]")),
-                    created_ts,
-                    bool(sticky),
-                )
-            )
-        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-            failed.append((trace_id, f"{type(exc).__name__}: {exc}"))
-    return out, failed
-
-
-def _exact(traces: list[_Trace], key: Callable[[_Trace], Any]) -> list[_Trace]:
-    groups: dict[str, list[_Trace]] = {}
-    for t in traces:
-        groups.setdefault(t.exact, []).append(t)
-    survivors = []
-    for members in groups.values():
-        members.sort(key=key)
-        survivors.append(members[0])
-        for t in members[1:]:
-            t.kind, t.representative, t.similarity = "exact", members[0].trace_id, 1.0
-    return survivors
-
-
-def _prefix(traces: list[_Trace]) -> list[_Trace]:
-    """A trace whose messages are the start of another trace's messages is `prefix_of` the longest one."""
-    by_full = {t.exact: t for t in traces}
-    longest: dict[str, _Trace] = {}
-    for t in traces:
-        for p in t.prefixes:
-            short = by_full.get(p)
-            if short is not None and short is not t:
-                best = longest.get(short.trace_id)
-                if best is None or (t.n_messages, t.trace_id) > (best.n_messages, best.trace_id):
-                    longest[short.trace_id] = t
-    survivors = []
-    for t in traces:
-        ext = longest.get(t.trace_id)
-        if ext is None:
-            survivors.append(t)
-        else:
-            t.kind, t.representative, t.similarity = "prefix", ext.trace_id, None
-    return survivors
-
-
 def lsh_layout(cfg: DedupeConfig) -> tuple[int, int]:
     """(bands, rows): as configured, else chosen from the threshold."""
     if cfg.bands and cfg.rows:
@@ -208,168 +100,285 @@ def near_duplicate_clusters(
     return minhash.cluster(len(texts), pairs, sim, cfg.threshold if cfg.verify != "none" else 0.0)
 
 
-def _params(cfg: DedupeConfig) -> str:
+def signature_params(cfg: DedupeConfig) -> str:
     return (
         f"perm={cfg.num_perm};k={cfg.shingle_size};lower={cfg.lowercase};ws={cfg.collapse_whitespace};"
         f"system={cfg.include_system};seed=1"
     )
 
 
-def _signatures(store: Store, traces: list[_Trace], cfg: DedupeConfig) -> tuple[np.ndarray, int]:
-    """Signatures of the given traces: stored ones reused, missing ones computed and stored."""
-    params = _params(cfg)
-    stored = dict(
-        store.con.execute("SELECT trace_id, signature FROM dup_signatures WHERE params = ?", [params]).fetchall()
-    )
-    sig = np.zeros((len(traces), cfg.num_perm), dtype=np.uint32)
-    missing = []
-    for i, t in enumerate(traces):
-        blob = stored.get(t.trace_id)
-        if blob is not None and len(blob) == 4 * cfg.num_perm:
-            sig[i] = np.frombuffer(blob, dtype=np.uint32)
-        else:
-            missing.append(i)
-    if missing:
-        fresh = minhash.MinHasher(cfg.num_perm).signatures(
-            minhash.shingle([traces[i].text for i in missing], cfg.shingle_size)
+def trace_keys(messages: list[dict[str, Any]], cfg: DedupeConfig) -> tuple[str, list[str], str, int]:
+    """(exact key, keys of the proper message prefixes, shingle text, content length) of a trace."""
+    h = xxhash.xxh3_128()
+    prefixes = []
+    for m in messages:
+        k = message_key(m, cfg)
+        h.update(len(k).to_bytes(4, "little") + k)
+        prefixes.append(h.hexdigest())
+    length = sum(len(m.get("content", "")) for m in messages)
+    return (prefixes[-1] if prefixes else ""), prefixes[:-1], shingle_text(messages, cfg), length
+
+
+POLICY: dict[str, Callable[[tuple[Any, ...]], Any]] = {  # over (trace_id, n_messages, length, feedback, created)
+    "feedback": lambda r: -r[3],
+    "newest": lambda r: -r[4],
+    "oldest": lambda r: r[4],
+    "longest": lambda r: -r[2],
+    "shortest": lambda r: r[2],
+}
+
+
+def policy_key(rules: list[str], sticky: set[str]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """Sort key of a cluster member row: the survivor sorts first; traces kept by earlier runs win."""
+    chosen = [POLICY[r] for r in rules]
+    return lambda r: (r[0] not in sticky, *(k(r) for k in chosen), r[0])
+
+
+class DedupeStage(Stage):
+    """Exact, prefix and near-duplicate removal."""
+
+    name = "dedupe"
+    reasons = (*KINDS, "dedupe_error")
+
+    def __init__(self, cfg: Any, upstream: str = "SELECT trace_id FROM traces") -> None:
+        super().__init__(cfg, upstream)
+        self.dc: DedupeConfig = cfg.dedupe
+        self.params = signature_params(self.dc)
+        self.bands, self.rows = lsh_layout(self.dc)
+        if self.bands * self.rows > self.dc.num_perm:
+            raise ValueError(
+                f"dedupe.bands * dedupe.rows = {self.bands * self.rows} exceeds dedupe.num_perm = {self.dc.num_perm}"
+            )
+        self.layout = lsh.layout(self.params, self.bands, self.rows)
+
+    def pending(self) -> tuple[str, list[Any]]:
+        return (
+            f"SELECT trace_id FROM ({self.upstream}) WHERE trace_id NOT IN "
+            "(SELECT trace_id FROM dup_keys WHERE params = ?)",
+            [self.params],
         )
-        sig[missing] = fresh
+
+    def columns(self) -> str:
+        return "t.trace_id, t.messages, t.feedback, t.created_at"
+
+    def process(self, part: pa.Table, prepared: Any, resources: Any) -> dict[str, Any]:
+        keys: list[tuple[Any, ...]] = []
+        prefixes: list[tuple[str, str]] = []
+        texts: list[str] = []
+        failed: list[tuple[str, str, str]] = []
+        for tid, messages_json, feedback_json, created in rows(part):
+            try:
+                messages = orjson.loads(messages_json)
+                exact, pre, text, length = trace_keys(messages, self.dc)
+                fb = feedback_score(orjson.loads(feedback_json or "[]"))
+            except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+                failed.append((tid, "dedupe_error", f"{type(exc).__name__}: {exc}"))
+                continue
+            ts = created.timestamp() if isinstance(created, datetime) else 0.0
+            keys.append((tid, exact, len(messages), length, fb, ts))
+            prefixes += [(tid, p) for p in pre]
+            texts.append(text)
+        sig = minhash.MinHasher(self.dc.num_perm).signatures(minhash.shingle(texts, self.dc.shingle_size))
+        ids = [k[0] for k in keys]
         table = pa.table(
             {
-                "trace_id": [traces[i].trace_id for i in missing],
-                "signature": [fresh[k].tobytes() for k in range(len(missing))],
+                "trace_id": ids,
+                "exact_key": [k[1] for k in keys],
+                "n_messages": pa.array([k[2] for k in keys], pa.int32()),
+                "length": pa.array([k[3] for k in keys], pa.int64()),
+                "feedback": pa.array([k[4] for k in keys], pa.float64()),
+                "created": pa.array([k[5] for k in keys], pa.float64()),
+                "signature": pa.array([row.tobytes() for row in sig], pa.binary()),
             }
         )
-        store.con.register("_new_sigs", table)
-        store.con.execute(
-            "INSERT OR REPLACE INTO dup_signatures (trace_id, params, signature, kept) "
-            "SELECT trace_id, ?, signature, false FROM _new_sigs",
-            [params],
-        )
-        store.con.unregister("_new_sigs")
-    return sig, len(missing)
-
-
-def signatures_for(store: Store, trace_ids: list[str], cfg: DedupeConfig) -> np.ndarray:
-    """MinHash signatures (one row per id, in order) of stored traces: stored ones reused,
-    missing ones computed from the traces' messages and stored."""
-    stored = {
-        r[0]
-        for r in store.con.execute("SELECT trace_id FROM dup_signatures WHERE params = ?", [_params(cfg)]).fetchall()
-    }
-    need = [t for t in trace_ids if t not in stored]
-    texts: dict[str, str] = {}
-    if need:
-        store.con.register("_need", pa.table({"trace_id": need}))
-        for tid, messages in store.con.execute(
-            "SELECT trace_id, messages FROM traces WHERE trace_id IN (SELECT trace_id FROM _need)"
-        ).fetchall():
-            texts[tid] = shingle_text(orjson.loads(messages), cfg)
-        store.con.unregister("_need")
-    traces = [_Trace(t, "", [], texts.get(t, ""), 0, 0, 0.0, 0.0) for t in trace_ids]
-    return _signatures(store, traces, cfg)[0]
-
-
-def _near(
-    store: Store, traces: list[_Trace], cfg: DedupeConfig, key: Callable[[_Trace], Any], stats: DedupeStats
-) -> list[_Trace]:
-    sig, stats.signatures_computed = _signatures(store, traces, cfg)
-    clusters = near_duplicate_clusters([t.text for t in traces], cfg, signatures=sig)
-    stats.bands, stats.rows = lsh_layout(cfg)
-    best_sim: dict[int, float] = {}
-    for (i, j), s in zip(clusters.pairs.tolist(), clusters.similarity.tolist(), strict=True):
-        best_sim[i] = max(best_sim.get(i, 0.0), s)
-        best_sim[j] = max(best_sim.get(j, 0.0), s)
-    groups: dict[int, list[int]] = {}
-    for i, label in enumerate(clusters.labels.tolist()):
-        groups.setdefault(label, []).append(i)
-    survivors = []
-    for members in groups.values():
-        members.sort(key=lambda i: key(traces[i]))
-        survivors.append(traces[members[0]])
-        for i in members[1:]:
-            traces[i].kind, traces[i].representative = "near", traces[members[0]].trace_id
-            traces[i].similarity = round(best_sim.get(i, cfg.threshold), 4)
-    return survivors
-
-
-def run(store: Store, cfg: DedupeConfig | None = None) -> DedupeStats:
-    """Dedupe every trace in the store (idempotent: the same traces give the same tables)."""
-    cfg = cfg or DedupeConfig()
-    started = time.perf_counter()
-    stats = DedupeStats()
-    traces, failed = _load(store, cfg)
-    stats.traces, stats.quarantined = len(traces) + len(failed), len(failed)
-    key = _policy(list(cfg.survivor))
-    survivors = _exact(traces, key)
-    if cfg.prefix_collapse:
-        survivors = _prefix(survivors)
-    if cfg.near:
-        survivors = _near(store, survivors, cfg, key, stats)
-    by_id = {t.trace_id: t for t in traces}
-    for t in traces:  # point every dropped trace at the copy that is finally kept
-        rep = t.representative
-        while rep is not None and by_id[rep].representative is not None:
-            rep = by_id[rep].representative
-        t.representative = rep
-    _write(store, traces, failed, survivors)
-    stats.kept = len(survivors)
-    stats.exact_duplicates = sum(t.kind == "exact" for t in traces)
-    stats.prefix_of = sum(t.kind == "prefix" for t in traces)
-    stats.near_duplicates = sum(t.kind == "near" for t in traces)
-    stats.clusters = len({t.representative for t in traces if t.representative})
-    stats.seconds = time.perf_counter() - started
-    return stats
-
-
-def _write(store: Store, traces: list[_Trace], failed: list[tuple[str, str]], survivors: list[_Trace]) -> None:
-    reps = {t.representative for t in traces if t.representative}
-    rows = [
-        (
-            t.trace_id,
-            t.representative,
-            t.kind,
-            t.representative,
-            t.similarity,
-            "prefix_of" if t.kind == "prefix" else "duplicate_of",
-        )
-        for t in traces
-        if t.representative
-    ]
-    rows += [(r, r, None, r, None, None) for r in sorted(reps)]
-    kinds: dict[str, str] = {}
-    for t in traces:
-        if t.representative:
-            kinds.setdefault(t.representative, t.kind or "exact")
-    table = pa.table(
-        {
-            "trace_id": [r[0] for r in rows],
-            "cluster_id": [f"dup:{r[1]}" for r in rows],
-            "kind": [r[2] or kinds[r[0]] for r in rows],
-            "representative": [r[3] for r in rows],
-            "similarity": pa.array([r[4] for r in rows], type=pa.float64()),
-            "reason": [r[5] for r in rows],
+        return {
+            "ids": part.column(0).to_pylist(),
+            "keys": table,
+            "prefixes": pa.table({"trace_id": [p[0] for p in prefixes], "prefix_key": [p[1] for p in prefixes]}),
+            "bands": lsh.band_table(ids, sig, self.layout, self.bands, self.rows),
+            "failed": failed,
         }
-    )
-    kept = pa.table({"trace_id": [t.trace_id for t in survivors]})
-    with store.transaction(_clusters=table, _kept=kept) as con:
-        con.execute("DELETE FROM dup_clusters")
-        con.execute("INSERT INTO dup_clusters SELECT * FROM _clusters")
-        con.execute("UPDATE dup_signatures SET kept = trace_id IN (SELECT trace_id FROM _kept)")
-        store.quarantine_traces("dedupe", [(trace_id, "dedupe_error", message) for trace_id, message in failed])
 
+    def write(self, store: Store, out: dict[str, Any]) -> None:
+        con = store.con
+        con.register("_keys", out["keys"])
+        con.register("_prefixes", out["prefixes"])
+        con.execute("DELETE FROM dup_keys WHERE trace_id IN (SELECT trace_id FROM _keys)")
+        con.execute(
+            "INSERT INTO dup_keys SELECT trace_id, ?, exact_key, n_messages, length, feedback, created, signature "
+            "FROM _keys",
+            [self.params],
+        )
+        con.execute("DELETE FROM dup_prefixes WHERE trace_id IN (SELECT trace_id FROM _keys)")
+        con.execute("INSERT INTO dup_prefixes SELECT trace_id, ?, prefix_key FROM _prefixes", [self.params])
+        con.unregister("_keys")
+        con.unregister("_prefixes")
+        lsh.write_bands(store, out["bands"], self.layout)
+        store.quarantine_traces(self.name, out["failed"], retried=out["ids"])
 
-def kept_ids(store: Store) -> list[str]:
-    """Trace ids that survive dedupe: not dropped in `dup_clusters`, not quarantined by the stage."""
-    return [
-        r[0]
-        for r in store.con.execute(
-            "SELECT trace_id FROM traces "
-            "WHERE trace_id NOT IN (SELECT trace_id FROM dup_clusters WHERE reason IS NOT NULL) "
-            "AND trace_id NOT IN (SELECT trace_id FROM quarantine WHERE stage = 'dedupe' AND trace_id IS NOT NULL) "
-            "ORDER BY trace_id"
-        ).fetchall()
-    ]
+    def finish(self, store: Store) -> dict[str, Any]:
+        started = time.perf_counter()
+        con = store.con
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _dk AS SELECT k.trace_id, k.exact_key, k.n_messages, k.length, k.feedback, "
+            f"k.created FROM dup_keys k SEMI JOIN ({self.upstream}) u ON k.trace_id = u.trace_id WHERE k.params = ?",
+            [self.params],
+        )
+        sticky = {r[0] for r in con.execute("SELECT trace_id FROM dup_kept SEMI JOIN _dk USING (trace_id)").fetchall()}
+        key = policy_key(list(self.dc.survivor), sticky)
+        plain = policy_key(list(self.dc.survivor), set())
+        dropped: dict[str, tuple[str, str, float | None]] = {}  # trace -> (kind, representative, similarity)
+        counts = Counter[str]()
+        groups: dict[str, list[tuple[Any, ...]]] = {}
+        for r in con.execute(
+            "SELECT trace_id, n_messages, length, feedback, created, exact_key FROM _dk WHERE exact_key IN "
+            "(SELECT exact_key FROM _dk GROUP BY ALL HAVING count(*) > 1) ORDER BY exact_key, trace_id"
+        ).fetchall():
+            groups.setdefault(r[5], []).append(r)
+        for members in groups.values():
+            counts["sticky_kept"] += self._collapse(members, "exact_duplicate", key, plain, dropped, {})
+        self._exclude(store, dropped)
+        if self.dc.prefix_collapse:
+            for short, long in con.execute(
+                "SELECT s.trace_id, u.trace_id FROM dup_prefixes p JOIN _dk u ON u.trace_id = p.trace_id "
+                "JOIN _dk s ON s.exact_key = p.prefix_key WHERE p.params = ? AND s.trace_id <> u.trace_id "
+                "QUALIFY row_number() OVER (PARTITION BY s.trace_id ORDER BY u.n_messages DESC, u.trace_id DESC) = 1",
+                [self.params],
+            ).fetchall():
+                dropped[short] = ("prefix_of", long, None)
+            self._exclude(store, dropped)
+        if self.dc.near:
+            counts["candidate_pairs"], counts["verified_pairs"] = self._near(store, key, plain, dropped, counts)
+        counts["clusters"] = self._write(store, dropped)
+        con.execute("DROP TABLE IF EXISTS _dk")
+        counts["bands"], counts["rows"] = self.bands, self.rows
+        return {**counts, "cluster_seconds": round(time.perf_counter() - started, 3)}
+
+    @staticmethod
+    def _collapse(
+        members: list[tuple[Any, ...]],
+        kind: str,
+        key: Callable[[tuple[Any, ...]], Any],
+        plain: Callable[[tuple[Any, ...]], Any],
+        dropped: dict[str, tuple[str, str, float | None]],
+        sims: dict[str, float],
+    ) -> int:
+        """Drop all members of one cluster but the survivor; returns 1 when a sticky earlier survivor won
+        where the policy alone would have kept another member."""
+        members = sorted(members, key=key)
+        for r in members[1:]:
+            dropped[r[0]] = (kind, members[0][0], 1.0 if kind == "exact_duplicate" else sims.get(r[0]))
+        return int(min(members, key=plain)[0] != members[0][0])
+
+    @staticmethod
+    def _exclude(store: Store, dropped: dict[str, tuple[str, str, float | None]]) -> None:
+        """Remove the traces dropped so far from the working table of candidates."""
+        store.con.register("_dropped", pa.table({"trace_id": list(dropped)}))
+        store.con.execute("DELETE FROM _dk WHERE trace_id IN (SELECT trace_id FROM _dropped)")
+        store.con.unregister("_dropped")
+
+    def _near(
+        self,
+        store: Store,
+        key: Callable[[tuple[Any, ...]], Any],
+        plain: Callable[[tuple[Any, ...]], Any],
+        dropped: dict[str, tuple[str, str, float | None]],
+        counts: Counter[str],
+    ) -> tuple[int, int]:
+        members = "SELECT trace_id FROM _dk"
+        lsh.ensure_bands(
+            store, members, self.params, self.layout, self.bands, self.rows, self.cfg.curate.partition_rows
+        )
+        pairs = lsh.candidate_pairs(store, members, self.layout)
+        if self.dc.verify == "signature":
+            sim = lsh.estimated_similarity(store, pairs, self.params)
+        elif self.dc.verify == "exact":
+            sim = self._exact_similarity(store, pairs)
+        else:
+            sim = np.ones(pairs.num_rows)
+        keep = sim >= (self.dc.threshold if self.dc.verify != "none" else 0.0)
+        a = [x for x, k in zip(pairs.column("a").to_pylist(), keep, strict=True) if k]
+        b = [x for x, k in zip(pairs.column("b").to_pylist(), keep, strict=True) if k]
+        best: dict[str, float] = {}
+        for x, y, s in zip(a, b, sim[keep].tolist(), strict=True):
+            best[x], best[y] = max(best.get(x, 0.0), s), max(best.get(y, 0.0), s)
+        nodes, labels = lsh.components(a, b)
+        store.con.register("_nodes", pa.table({"trace_id": nodes}))
+        attrs = {
+            r[0]: r
+            for r in store.con.execute(
+                "SELECT trace_id, n_messages, length, feedback, created FROM _dk SEMI JOIN _nodes USING (trace_id)"
+            ).fetchall()
+        }
+        store.con.unregister("_nodes")
+        comps: dict[int, list[tuple[Any, ...]]] = {}
+        for node, label in zip(nodes, labels.tolist(), strict=True):
+            comps.setdefault(label, []).append(attrs[node])
+        rounded = {t: round(s, 4) for t, s in best.items()}
+        for members_ in comps.values():
+            counts["sticky_kept"] += self._collapse(members_, "near_duplicate", key, plain, dropped, rounded)
+        return pairs.num_rows, len(a)
+
+    def _exact_similarity(self, store: Store, pairs: pa.Table) -> np.ndarray:
+        """True Jaccard similarity of the shingle sets of each pair (texts re-read a chunk at a time)."""
+        out = np.empty(pairs.num_rows)
+        for start in range(0, pairs.num_rows, lsh.PAIR_CHUNK):
+            chunk = pairs.slice(start, lsh.PAIR_CHUNK)
+            ids = sorted(set(chunk.column("a").to_pylist()) | set(chunk.column("b").to_pylist()))
+            store.con.register("_ids", pa.table({"trace_id": ids}))
+            texts = {
+                t: shingle_text(orjson.loads(m), self.dc)
+                for t, m in store.con.execute(
+                    "SELECT trace_id, messages FROM traces SEMI JOIN _ids USING (trace_id)"
+                ).fetchall()
+            }
+            store.con.unregister("_ids")
+            index = {t: i for i, t in enumerate(ids)}
+            shingles = minhash.shingle([texts[t] for t in ids], self.dc.shingle_size)
+            a, b = chunk.column("a").to_pylist(), chunk.column("b").to_pylist()
+            idx = np.array([[index[x], index[y]] for x, y in zip(a, b, strict=True)], dtype=np.int64).reshape(-1, 2)
+            out[start : start + chunk.num_rows] = minhash.exact_jaccard(shingles, idx)
+        return out
+
+    def _write(self, store: Store, dropped: dict[str, tuple[str, str, float | None]]) -> int:
+        """Point every dropped trace at the copy finally kept; rewrite `dup_clusters` and `dup_kept`."""
+        final: dict[str, str] = {}
+        for t in sorted(dropped):
+            rep = dropped[t][1]
+            while rep in dropped:
+                rep = dropped[rep][1]
+            final[t] = rep
+        rep_kind: dict[str, str] = {}
+        for t in sorted(dropped):
+            rep_kind.setdefault(final[t], dropped[t][0])
+        ids = sorted(dropped) + sorted(rep_kind)
+        table = pa.table(
+            {
+                "trace_id": ids,
+                "cluster_id": [f"dup:{final.get(t, t)}" for t in ids],
+                "kind": [dropped[t][0] if t in dropped else rep_kind[t] for t in ids],
+                "representative": [final.get(t, t) for t in ids],
+                "similarity": pa.array([dropped[t][2] if t in dropped else None for t in ids], pa.float64()),
+                "reason": pa.array([dropped[t][0] if t in dropped else None for t in ids], pa.string()),
+            }
+        )
+        with store.transaction(_clusters=table) as con:
+            con.execute("DELETE FROM dup_clusters")
+            con.execute("INSERT INTO dup_clusters SELECT * FROM _clusters")
+            con.execute("DELETE FROM dup_kept")
+            con.execute(
+                f"INSERT INTO dup_kept SELECT trace_id FROM dup_keys SEMI JOIN ({self.upstream}) u USING (trace_id) "
+                "WHERE params = ? AND trace_id NOT IN (SELECT trace_id FROM _clusters WHERE reason IS NOT NULL)",
+                [self.params],
+            )
+        return len(rep_kind)
+
+    def drops(self) -> str:
+        return (
+            "SELECT trace_id, reason, json_object('representative', representative, 'similarity', similarity)::VARCHAR "
+            "AS detail FROM dup_clusters WHERE reason IS NOT NULL "
+            "UNION ALL SELECT trace_id, code, NULL FROM quarantine WHERE stage = 'dedupe' AND trace_id IS NOT NULL"
+        )
 
 
 def duplicate_counts(store: Store) -> dict[str, Any]:
@@ -385,7 +394,7 @@ def duplicate_counts(store: Store) -> dict[str, Any]:
     ).fetchall()
     quarantined = q("SELECT count(*) FROM quarantine WHERE stage = 'dedupe' AND trace_id IS NOT NULL").fetchone()
     return {
-        "dropped": {k: int(kinds.get(k, 0)) for k in ("exact", "prefix", "near")},
+        "dropped": {k: int(kinds.get(k, 0)) for k in KINDS},
         "quarantined": int(quarantined[0]) if quarantined else 0,
         "clusters": sum(int(c) for _, c in sizes),
         "sizes": {int(n): int(c) for n, c in sizes},

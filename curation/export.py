@@ -11,17 +11,28 @@ import hashlib
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from schemas.config import ExportConfig
 from schemas.dataset import MANIFEST, DatasetManifest, FileEntry, sha256_file
 
 ALLOWED_KEYS = {"role", "content", "name", "tool_calls", "tool_call_id", "weight", "function_call"}
 ALLOWED_ROLES = {"system", "user", "assistant", "tool", "function"}
+ROW_PROBLEMS = (  # what `validate_row` can report
+    "data_type",
+    "tool_calls_in_prompt_completion",
+    "missing_prompt_or_completion",
+    "missing_content",
+    "missing_messages_list",
+    "message_missing_key",
+    "message_unrecognized_key",
+    "unrecognized_role",
+    "invalid_weight",
+    "example_missing_assistant_message",
+    "no_trainable_assistant_message",
+    "too_many_tokens",
+)
 
 
 def openai_message(m: dict[str, Any]) -> dict[str, Any]:
@@ -124,18 +135,6 @@ def row_text(row: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-@dataclass
-class Rows:
-    """Validated rows of one side, in trace-id order."""
-
-    ids: list[str]
-    rows: list[dict[str, Any]]
-    tokens: list[int]
-
-    def jsonl(self) -> bytes:
-        return b"".join(orjson.dumps(r) + b"\n" for r in self.rows)
-
-
 def content_hash(fmt: str, train: bytes, holdout: bytes) -> str:
     """sha256 over the format and both files' bytes: a version is new only when this changes."""
     h = hashlib.sha256(fmt.encode())
@@ -156,26 +155,27 @@ def next_version(root: Path) -> int:
     return max(numbers, default=0) + 1
 
 
-def write_version(
-    root: Path,
-    version: int,
-    files: dict[str, bytes],
-    finish: Callable[[Path, dict[str, FileEntry]], DatasetManifest],
-) -> tuple[Path, DatasetManifest]:
-    """Write a version folder atomically: the files (and whatever `finish` writes beside them,
-    which returns the manifest) go to a temporary folder that is renamed into place, then
-    `root/latest` is switched to it. Returns the version folder and its manifest."""
+def staging_folder(root: Path) -> Path:
+    """An empty temporary folder in `root` where a version is written before `publish` renames it."""
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"v{version:04d}"
-    tmp = root / f".{final.name}.tmp-{os.getpid()}"
+    tmp = root / f".staging-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    return tmp
+
+
+def publish(
+    root: Path,
+    tmp: Path,
+    version: int,
+    entries: dict[str, FileEntry],
+    finish: Callable[[Path, dict[str, FileEntry]], DatasetManifest],
+) -> tuple[Path, DatasetManifest]:
+    """Turn the staging folder `tmp` into version `version` atomically: `finish` writes what goes beside
+    the files (and returns the manifest), the manifest is written, everything is synced, the folder is
+    renamed into place and `root/latest` switched to it. The staging folder is removed on any error."""
+    final = root / f"v{version:04d}"
     try:
-        entries: dict[str, FileEntry] = {}
-        for name, data in files.items():
-            (tmp / name).write_bytes(data)
-            rows = data.count(b"\n") if name.endswith(".jsonl") else None
-            entries[name] = FileEntry(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data), rows=rows)
         manifest = finish(tmp, entries)
         for p in sorted(tmp.iterdir()):
             if p.name not in manifest.files and p.name != MANIFEST:
@@ -194,3 +194,26 @@ def write_version(
     link.symlink_to(final.name)
     os.replace(link, root / "latest")
     return final, manifest
+
+
+def write_file(folder: Path, name: str, data: bytes) -> FileEntry:
+    """Write one file of a version and describe it (JSONL files with their row count)."""
+    (folder / name).write_bytes(data)
+    rows = data.count(b"\n") if name.endswith(".jsonl") else None
+    return FileEntry(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data), rows=rows)
+
+
+def write_version(
+    root: Path,
+    version: int,
+    files: dict[str, bytes],
+    finish: Callable[[Path, dict[str, FileEntry]], DatasetManifest],
+) -> tuple[Path, DatasetManifest]:
+    """Write a version folder of the given files atomically (see `publish`)."""
+    tmp = staging_folder(root)
+    try:
+        entries = {name: write_file(tmp, name, data) for name, data in files.items()}
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return publish(root, tmp, version, entries, finish)

@@ -1,16 +1,17 @@
-"""Quality rules: each rule is a small function that returns None (keep) or a reason code.
+"""Quality rules: each rule is a small function, registered with `@rule(...)` right above it, that
+returns None (keep) or one of the reason codes it declares.
 
-Rules run in the order of `RULES` (selection, structure, outcome, content, task); the first reason
-a trace gets is recorded in `decisions`. `tracetune rules` prints this table with each rule's config
-keys and defaults. Rules see the redacted messages, never the originals."""
+Rules run in definition order (selection, the failed-call check, structure, outcome, content,
+task); `RULES` holds them in that order and `BY_NAME` by name. `judge` gives each trace the first
+reason it gets (recorded in `decisions`); a reason a rule did not declare is a `RuleError`.
+`tracetune rules` prints the registry with each rule's config keys and defaults. Rules see the
+redacted messages, never the originals."""
 
 from __future__ import annotations
 
 import fnmatch
 import json
 import re
-import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from curation import tokens
-from curation.stats import StageStats
 from schemas.config import FilterConfig
 from schemas.trace import ROLES
 
@@ -98,9 +98,64 @@ def load_schema(value: dict[str, Any] | str | None) -> dict[str, Any] | None:
     return schema
 
 
-# ------------------------------------------------------------------------------------ selection
+# ------------------------------------------------------------------------------------ registry
+
+Check = Callable[[Candidate, Context], str | None]
 
 
+class RuleError(ValueError):
+    """A rule returned a reason code it did not declare."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule: its name, group, the reason codes it can return, the config keys it reads."""
+
+    name: str
+    group: str
+    check: Check
+    reasons: tuple[str, ...]
+    keys: tuple[str, ...]
+    description: str
+
+    def reason(self, t: Candidate, ctx: Context) -> str | None:
+        """The rule's verdict on `t`: None (keep) or a declared reason code (else `RuleError`)."""
+        code = self.check(t, ctx)
+        if code is not None and code not in self.reasons:
+            raise RuleError(
+                f"rule {self.name!r} returned reason {code!r}, which it does not declare "
+                f"(declared: {', '.join(self.reasons)})"
+            )
+        return code
+
+
+RULES: list[Rule] = []
+
+
+def rule(
+    name: str, group: str, *, reasons: tuple[str, ...], keys: tuple[str, ...] = (), doc: str, into: list[Rule] = RULES
+) -> Callable[[Check], Check]:
+    """Register the decorated check as rule `name` at the end of `into` (the module's `RULES`)."""
+
+    def register(check: Check) -> Check:
+        if any(r.name == name for r in into):
+            raise ValueError(f"rule {name!r} is registered twice")
+        unknown = [k for k in keys if k not in FilterConfig.model_fields]
+        if unknown:
+            raise ValueError(f"rule {name!r}: unknown filter key(s) {', '.join(unknown)}")
+        into.append(Rule(name, group, check, tuple(reasons), tuple(keys), doc))
+        return check
+
+    return register
+
+
+@rule(
+    "model",
+    "selection",
+    reasons=("model_not_selected", "model_excluded"),
+    keys=("models", "exclude_models"),
+    doc="keep only / drop traces of the given models",
+)
 def select_model(t: Candidate, ctx: Context) -> str | None:
     model = t.model or ""
     if ctx.cfg.models and not any(fnmatch.fnmatch(model, p) for p in ctx.cfg.models):
@@ -110,6 +165,13 @@ def select_model(t: Candidate, ctx: Context) -> str | None:
     return None
 
 
+@rule(
+    "tags",
+    "selection",
+    reasons=("tag_not_selected", "tag_excluded"),
+    keys=("tags", "exclude_tags"),
+    doc="keep only traces with one of the tags / drop traces with any excluded tag",
+)
 def select_tags(t: Candidate, ctx: Context) -> str | None:
     if ctx.cfg.tags and not set(ctx.cfg.tags) & set(t.tags):
         return "tag_not_selected"
@@ -118,6 +180,13 @@ def select_tags(t: Candidate, ctx: Context) -> str | None:
     return None
 
 
+@rule(
+    "app_version",
+    "selection",
+    reasons=("app_version_not_selected",),
+    keys=("app_versions",),
+    doc="keep only the given metadata.app_version values",
+)
 def select_app_version(t: Candidate, ctx: Context) -> str | None:
     if not ctx.cfg.app_versions:
         return None
@@ -125,6 +194,13 @@ def select_app_version(t: Candidate, ctx: Context) -> str | None:
     return None if any(fnmatch.fnmatch(version, p) for p in ctx.cfg.app_versions) else "app_version_not_selected"
 
 
+@rule(
+    "date_range",
+    "selection",
+    reasons=("outside_date_range",),
+    keys=("date_from", "date_to"),
+    doc="keep traces created in [date_from, date_to)",
+)
 def select_dates(t: Candidate, ctx: Context) -> str | None:
     lo, hi = ctx.cfg.date_from, ctx.cfg.date_to
     if lo is None and hi is None:
@@ -134,6 +210,13 @@ def select_dates(t: Candidate, ctx: Context) -> str | None:
     return None
 
 
+@rule(
+    "metadata",
+    "selection",
+    reasons=("metadata_mismatch",),
+    keys=("metadata",),
+    doc="keep traces whose metadata has the given values",
+)
 def select_metadata(t: Candidate, ctx: Context) -> str | None:
     for key, want in ctx.cfg.metadata.items():
         if t.metadata.get(key) != want:
@@ -141,17 +224,33 @@ def select_metadata(t: Candidate, ctx: Context) -> str | None:
     return None
 
 
-# ------------------------------------------------------------------------------------ structure
+# A failed call is reported as such, before any structural complaint about what it left behind.
+@rule("error", "outcome", reasons=("error_trace",), doc="the call failed (the trace has an error)")
+def error_trace(t: Candidate, ctx: Context) -> str | None:
+    return "error_trace" if t.error else None
 
 
+@rule(
+    "unknown_role",
+    "structure",
+    reasons=("unknown_role",),
+    doc="a message role other than system, user, assistant, tool",
+)
 def unknown_role(t: Candidate, ctx: Context) -> str | None:
     return "unknown_role" if any(m.get("role") not in ROLES for m in t.messages) else None
 
 
+@rule("no_assistant", "structure", reasons=("no_assistant_turn",), doc="no assistant turn to learn from")
 def no_assistant(t: Candidate, ctx: Context) -> str | None:
     return None if any(m.get("role") == "assistant" for m in t.messages) else "no_assistant_turn"
 
 
+@rule(
+    "empty_turn",
+    "structure",
+    reasons=("empty_turn",),
+    doc="a user or assistant turn that is empty or whitespace (and has no tool call)",
+)
 def empty_turn(t: Candidate, ctx: Context) -> str | None:
     for m in t.messages:
         if m.get("role") in ("user", "assistant") and not (m.get("content") or "").strip() and not m.get("tool_calls"):
@@ -159,25 +258,36 @@ def empty_turn(t: Candidate, ctx: Context) -> str | None:
     return None
 
 
+@rule(
+    "ends_on_user",
+    "structure",
+    reasons=("ends_on_user",),
+    keys=("trailing_user",),
+    doc="the conversation ends after the last assistant turn (trim: cut the tail; drop: drop the trace)",
+)
 def ends_on_user(t: Candidate, ctx: Context) -> str | None:
     return "ends_on_user" if t.messages and t.messages[-1].get("role") != "assistant" else None
 
 
+@rule(
+    "too_many_turns", "structure", reasons=("too_many_turns",), keys=("max_turns",), doc="more messages than max_turns"
+)
 def too_many_turns(t: Candidate, ctx: Context) -> str | None:
     return "too_many_turns" if len(t.messages) > ctx.cfg.max_turns else None
 
 
-# ------------------------------------------------------------------------------------ outcome
-
-
-def error_trace(t: Candidate, ctx: Context) -> str | None:
-    return "error_trace" if t.error else None
-
-
+@rule("truncated", "outcome", reasons=("truncated",), doc="finish_reason length / max_tokens: the answer was cut off")
 def truncated(t: Candidate, ctx: Context) -> str | None:
     return "truncated" if (t.finish_reason or "").lower() in TRUNCATED else None
 
 
+@rule(
+    "refusal",
+    "outcome",
+    reasons=("refusal",),
+    keys=("refusal_patterns",),
+    doc="the final answer matches a refusal pattern",
+)
 def refusal(t: Candidate, ctx: Context) -> str | None:
     answer = t.final_answer()
     return "refusal" if ctx.refusal and answer and ctx.refusal.search(answer) else None
@@ -193,10 +303,23 @@ def is_negative(f: dict[str, Any], min_score: float) -> bool:
     return isinstance(v, str) and v.strip().lower() in NEGATIVE
 
 
+@rule(
+    "negative_feedback",
+    "outcome",
+    reasons=("negative_feedback",),
+    keys=("min_feedback_score",),
+    doc="thumbs down, or a numeric score below min_feedback_score",
+)
 def negative_feedback(t: Candidate, ctx: Context) -> str | None:
     return "negative_feedback" if any(is_negative(f, ctx.cfg.min_feedback_score) for f in t.feedback) else None
 
 
+@rule(
+    "tool_calls",
+    "outcome",
+    reasons=("invalid_tool_arguments", "tool_call_without_result"),
+    doc="tool-call arguments that are not JSON, or a call never answered by a tool message",
+)
 def tool_calls(t: Candidate, ctx: Context) -> str | None:
     answered = {m.get("tool_call_id") for m in t.messages if m.get("role") == "tool"}
     last = len(t.messages) - 1
@@ -211,9 +334,13 @@ def tool_calls(t: Candidate, ctx: Context) -> str | None:
     return None
 
 
-# ------------------------------------------------------------------------------------ content
-
-
+@rule(
+    "length",
+    "content",
+    reasons=("too_short", "too_long"),
+    keys=("tokenizer", "min_tokens", "max_tokens"),
+    doc="conversation token count outside [min_tokens, max_tokens]",
+)
 def token_length(t: Candidate, ctx: Context) -> str | None:
     if t.tokens < ctx.cfg.min_tokens:
         return "too_short"
@@ -231,6 +358,13 @@ def repetition_ratio(text: str, n: int) -> float:
     return 1 - len(set(grams)) / len(grams)
 
 
+@rule(
+    "repetition",
+    "content",
+    reasons=("repetitive",),
+    keys=("max_repetition", "repetition_ngram"),
+    doc="assistant text that loops: share of repeated word n-grams above max_repetition",
+)
 def repetitive(t: Candidate, ctx: Context) -> str | None:
     for text in t.texts(("assistant",)):
         if repetition_ratio(text, ctx.cfg.repetition_ngram) > ctx.cfg.max_repetition:
@@ -238,6 +372,13 @@ def repetitive(t: Candidate, ctx: Context) -> str | None:
     return None
 
 
+@rule(
+    "language",
+    "content",
+    reasons=("wrong_language",),
+    keys=("languages", "language_min_chars"),
+    doc="user/assistant text not in one of the languages (py3langid)",
+)
 def language(t: Candidate, ctx: Context) -> str | None:
     if not ctx.cfg.languages:
         return None
@@ -247,6 +388,13 @@ def language(t: Candidate, ctx: Context) -> str | None:
     return None if ctx.language(text) in ctx.cfg.languages else "wrong_language"
 
 
+@rule(
+    "redacted_share",
+    "content",
+    reasons=("mostly_redacted",),
+    keys=("max_redacted_share",),
+    doc="too much of the text is redaction placeholders to teach anything",
+)
 def redacted_share(t: Candidate, ctx: Context) -> str | None:
     text = " ".join(t.texts())
     placeholders = len(PLACEHOLDER.findall(text))
@@ -254,9 +402,13 @@ def redacted_share(t: Candidate, ctx: Context) -> str | None:
     return "mostly_redacted" if words and placeholders / words > ctx.cfg.max_redacted_share else None
 
 
-# ------------------------------------------------------------------------------------ task
-
-
+@rule(
+    "json_schema",
+    "task",
+    reasons=("invalid_json", "schema_mismatch"),
+    keys=("expect_json_schema",),
+    doc="with expect_json_schema set, the final answer must parse and validate",
+)
 def json_answer(t: Candidate, ctx: Context) -> str | None:
     if ctx.validator is None:
         return None
@@ -267,162 +419,9 @@ def json_answer(t: Candidate, ctx: Context) -> str | None:
     return None if ctx.validator.is_valid(value) else "schema_mismatch"
 
 
-@dataclass(frozen=True)
-class Rule:
-    """One rule: its name, group, the reason codes it can return, the config keys it reads."""
+# ------------------------------------------------------------------------------------ running
 
-    name: str
-    group: str
-    check: Callable[[Candidate, Context], str | None]
-    reasons: tuple[str, ...]
-    keys: tuple[str, ...]
-    description: str
-
-
-RULES: tuple[Rule, ...] = (
-    Rule(
-        "model",
-        "selection",
-        select_model,
-        ("model_not_selected", "model_excluded"),
-        ("models", "exclude_models"),
-        "keep only / drop traces of the given models",
-    ),
-    Rule(
-        "tags",
-        "selection",
-        select_tags,
-        ("tag_not_selected", "tag_excluded"),
-        ("tags", "exclude_tags"),
-        "keep only traces with one of the tags / drop traces with any excluded tag",
-    ),
-    Rule(
-        "app_version",
-        "selection",
-        select_app_version,
-        ("app_version_not_selected",),
-        ("app_versions",),
-        "keep only the given metadata.app_version values",
-    ),
-    Rule(
-        "date_range",
-        "selection",
-        select_dates,
-        ("outside_date_range",),
-        ("date_from", "date_to"),
-        "keep traces created in [date_from, date_to)",
-    ),
-    Rule(
-        "metadata",
-        "selection",
-        select_metadata,
-        ("metadata_mismatch",),
-        ("metadata",),
-        "keep traces whose metadata has the given values",
-    ),
-    Rule("error", "outcome", error_trace, ("error_trace",), (), "the call failed (the trace has an error)"),
-    Rule(
-        "unknown_role",
-        "structure",
-        unknown_role,
-        ("unknown_role",),
-        (),
-        "a message role other than system, user, assistant, tool",
-    ),
-    Rule("no_assistant", "structure", no_assistant, ("no_assistant_turn",), (), "no assistant turn to learn from"),
-    Rule(
-        "empty_turn",
-        "structure",
-        empty_turn,
-        ("empty_turn",),
-        (),
-        "a user or assistant turn that is empty or whitespace (and has no tool call)",
-    ),
-    Rule(
-        "ends_on_user",
-        "structure",
-        ends_on_user,
-        ("ends_on_user",),
-        ("trailing_user",),
-        "the conversation ends after the last assistant turn (trim: cut the tail; drop: drop the trace)",
-    ),
-    Rule(
-        "too_many_turns",
-        "structure",
-        too_many_turns,
-        ("too_many_turns",),
-        ("max_turns",),
-        "more messages than max_turns",
-    ),
-    Rule(
-        "truncated",
-        "outcome",
-        truncated,
-        ("truncated",),
-        (),
-        "finish_reason length / max_tokens: the answer was cut off",
-    ),
-    Rule(
-        "refusal", "outcome", refusal, ("refusal",), ("refusal_patterns",), "the final answer matches a refusal pattern"
-    ),
-    Rule(
-        "negative_feedback",
-        "outcome",
-        negative_feedback,
-        ("negative_feedback",),
-        ("min_feedback_score",),
-        "thumbs down, or a numeric score below min_feedback_score",
-    ),
-    Rule(
-        "tool_calls",
-        "outcome",
-        tool_calls,
-        ("invalid_tool_arguments", "tool_call_without_result"),
-        (),
-        "tool-call arguments that are not JSON, or a call never answered by a tool message",
-    ),
-    Rule(
-        "length",
-        "content",
-        token_length,
-        ("too_short", "too_long"),
-        ("tokenizer", "min_tokens", "max_tokens"),
-        "conversation token count outside [min_tokens, max_tokens]",
-    ),
-    Rule(
-        "repetition",
-        "content",
-        repetitive,
-        ("repetitive",),
-        ("max_repetition", "repetition_ngram"),
-        "assistant text that loops: share of repeated word n-grams above max_repetition",
-    ),
-    Rule(
-        "language",
-        "content",
-        language,
-        ("wrong_language",),
-        ("languages", "language_min_chars"),
-        "user/assistant text not in one of the languages (py3langid)",
-    ),
-    Rule(
-        "redacted_share",
-        "content",
-        redacted_share,
-        ("mostly_redacted",),
-        ("max_redacted_share",),
-        "too much of the text is redaction placeholders to teach anything",
-    ),
-    Rule(
-        "json_schema",
-        "task",
-        json_answer,
-        ("invalid_json", "schema_mismatch"),
-        ("expect_json_schema",),
-        "with expect_json_schema set, the final answer must parse and validate",
-    ),
-)
-BY_NAME = {r.name: r for r in RULES}
+BY_NAME: dict[str, Rule] = {r.name: r for r in RULES}
 
 
 def active_rules(cfg: FilterConfig) -> list[Rule]:
@@ -444,41 +443,18 @@ def trim_tail(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int
     return messages, 0
 
 
-@dataclass
-class FilterStats(StageStats):
-    """Counts of one filter run: traces = kept + dropped; `reasons` counts first reasons."""
+def judge(candidates: list[Candidate], cfg: FilterConfig) -> list[str | None]:
+    """First reason of each candidate (None = kept), trimming tails first when configured.
 
-    traces: int = 0
-    kept: int = 0
-    dropped: int = 0
-    trimmed: int = 0
-    reasons: Counter[str] = field(default_factory=Counter)
-    seconds: float = 0.0
-
-
-def apply(candidates: list[Candidate], cfg: FilterConfig) -> tuple[list[tuple[Candidate, str | None]], FilterStats]:
-    """Run the active rules over the candidates (trimming tails first when configured);
-    returns each candidate with its first reason (None = kept) and the counts."""
-    started = time.perf_counter()
+    Sets `c.trimmed` (under `trailing_user: trim`) and `c.tokens` (when the length rule runs)."""
     ctx = Context(cfg)
     rules = active_rules(cfg)
-    stats = FilterStats(traces=len(candidates))
     if cfg.trailing_user == "trim":
         for c in candidates:
             c.messages, c.trimmed = trim_tail(c.messages)
-            stats.trimmed += c.trimmed > 0
-    if "length" not in cfg.disabled:
+    if any(r.name == "length" for r in rules):
         count = tokens.counter(cfg.tokenizer)
         totals = count(["\n".join(m.get("content") or "" for m in c.messages) for c in candidates])
         for c, n in zip(candidates, totals, strict=True):
             c.tokens = n
-    out: list[tuple[Candidate, str | None]] = []
-    for c in candidates:
-        reason = next((r for rule in rules if (r := rule.check(c, ctx))), None)
-        out.append((c, reason))
-        if reason:
-            stats.reasons[reason] += 1
-    stats.dropped = sum(stats.reasons.values())
-    stats.kept = stats.traces - stats.dropped
-    stats.seconds = time.perf_counter() - started
-    return out, stats
+    return [next((code for r in rules if (code := r.reason(c, ctx))), None) for c in candidates]

@@ -154,19 +154,28 @@ def _minhash_kernel(flat, starts, ends, a, b, out):  # type: ignore[no-untyped-d
             out[d, p] = m
 
 
+def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """(n_docs, bands) uint64 LSH bucket keys: documents sharing a key in a band are candidates."""
+    rng = np.random.default_rng(7)
+    mix = rng.integers(1, 2**63, rows, dtype=np.uint64) | np.uint64(1)
+    out = np.empty((len(sig), bands), dtype=np.uint64)
+    for b in range(bands):
+        block = sig[:, b * rows : (b + 1) * rows].astype(np.uint64)
+        out[:, b] = (block * mix[None, :]).sum(axis=1, dtype=np.uint64) ^ np.uint64(b)
+    return out
+
+
 def candidate_pairs(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """Index pairs (i, j), i < j, that share at least one LSH band: each bucket becomes a star
     around its lowest index, enough to connect the bucket."""
     n = len(sig)
     if n < 2:
         return np.empty((0, 2), dtype=np.int64)
-    rng = np.random.default_rng(7)
-    mix = rng.integers(1, 2**63, rows, dtype=np.uint64) | np.uint64(1)
+    keys = band_keys(sig, bands, rows)
     edges = []
     idx = np.arange(n, dtype=np.int64)
     for b in range(bands):
-        block = sig[:, b * rows : (b + 1) * rows].astype(np.uint64)
-        key = (block * mix[None, :]).sum(axis=1, dtype=np.uint64) ^ np.uint64(b)
+        key = keys[:, b]
         order = np.argsort(key, kind="stable")
         k = key[order]
         same = k[1:] == k[:-1]

@@ -1,48 +1,32 @@
-"""The redact stage: find PII and secrets with presidio in every text of the traces that survived
-dedupe, replace them with typed placeholders consistent within a trace (`<PERSON_1>` is the same
-person everywhere in that trace), and record what was found — never the original value.
+"""Redaction: find PII and secrets with presidio in the texts of a trace, replace them with typed
+placeholders consistent within the trace (`<PERSON_1>` is the same person everywhere in that
+trace), and say what was found — never the original value.
 
-Each distinct text is analyzed once (the system prompt every trace repeats costs one analysis),
-in spaCy pipe batches, over process-parallel partitions for big runs."""
+Distinct texts are analyzed once, in spaCy pipe batches, in a pool of analyzer processes for big
+partitions. The stage over the store is `curation.redact_stage`."""
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
-import time
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from concurrent.futures import Executor
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
-import pyarrow as pa
 
-from curation import dedupe, names
-from curation.fields import exported_fields
-from curation.stats import StageStats
-from curation.store import Store
+from curation import names
 from curation.workers import explained, spawn_pool
-from schemas.config import RedactConfig, config_hash
+from schemas.config import RedactConfig
 
 # A finding in one text: (entity type, start, end, score, recognizer)
 Finding = tuple[str, int, int, float, str]
 PARALLEL_MIN_TEXTS = 400
 MAX_PIECE_CHARS = 100_000
 REDACTOR_VERSION = 3  # bump when a code change should redo earlier redactions
-
-
-@dataclass
-class RedactStats(StageStats):
-    """Counts of one redact run; `entities` counts placeholders written per entity type."""
-
-    traces: int = 0
-    redacted: int = 0
-    already_redacted: int = 0
-    quarantined: int = 0
-    texts: int = 0
-    distinct_texts: int = 0
-    entities: Counter[str] = field(default_factory=Counter)
-    seconds: float = 0.0
 
 
 _ANALYZERS: dict[str, Any] = {}  # one analyzer per config, per process (loading one takes seconds)
@@ -103,27 +87,63 @@ def _pieces(text: str, size: int) -> list[tuple[int, str]]:
     return out
 
 
-def analyze_texts(texts: list[str], cfg: RedactConfig) -> list[list[Finding]]:
-    """Findings for each text; distinct texts are analyzed once, long ones in pieces, big runs in
-    worker processes."""
+def analyze_texts(texts: list[str], cfg: RedactConfig, pool: Executor | None = None) -> list[list[Finding]]:
+    """Findings for each text; distinct texts are analyzed once, long ones in pieces, many of them in
+    the processes of `pool` when given (`analyzer_pool`)."""
     distinct_texts = list(dict.fromkeys(t for t in texts if t.strip()))
     if not distinct_texts:
         return [[] for _ in texts]
     parts = [(t, off, piece) for t in distinct_texts for off, piece in _pieces(t, MAX_PIECE_CHARS)]
     distinct = [p[2] for p in parts]
     cfg_json = cfg.model_dump_json()
-    workers = cfg.workers or os.cpu_count() or 1
-    if workers < 2 or len(distinct) < PARALLEL_MIN_TEXTS:
+    if pool is None or len(distinct) < PARALLEL_MIN_TEXTS:
         found = _analyze_chunk(distinct, cfg_json)
     else:
-        size = -(-len(distinct) // (workers * 4))
+        size = -(-len(distinct) // (workers(cfg) * 4))
         chunks = [distinct[i : i + size] for i in range(0, len(distinct), size)]
-        with spawn_pool(workers, _init_worker, (cfg_json,)) as pool, explained("redact.workers"):
+        with explained("redact.workers"):
             found = [f for part in pool.map(_analyze_chunk, chunks, [cfg_json] * len(chunks)) for f in part]
     by_text: dict[str, list[Finding]] = {}
     for (text, off, _), fs in zip(parts, found, strict=True):
         by_text.setdefault(text, []).extend((e, a + off, b + off, sc, rec) for e, a, b, sc, rec in fs)
     return [by_text.get(t, []) for t in texts]
+
+
+def workers(cfg: RedactConfig) -> int:
+    """Analyzer processes: as configured, else one per core."""
+    return cfg.workers or os.cpu_count() or 1
+
+
+@contextmanager
+def analyzer_pool(cfg: RedactConfig) -> Iterator[LazyPool]:
+    """A pool of analyzer processes for one run, started on first use (None when `redact.workers` is 1)."""
+    lazy = LazyPool(cfg)
+    try:
+        yield lazy
+    finally:
+        if lazy.pool is not None:
+            lazy.pool.shutdown()
+
+
+class LazyPool:
+    """Starts the analyzer processes (each loads the model once) the first time they are needed."""
+
+    def __init__(self, cfg: RedactConfig) -> None:
+        self.cfg = cfg
+        self.pool: Executor | None = None
+
+    def get(self, n_texts: int) -> Executor | None:
+        if self.pool is None and workers(self.cfg) > 1 and n_texts >= PARALLEL_MIN_TEXTS:
+            self.pool = spawn_pool(workers(self.cfg), _init_worker, (self.cfg.model_dump_json(),))
+        return self.pool
+
+
+def analyzer_digest(cfg: RedactConfig) -> str:
+    """What a text's findings and a trace's redaction depend on: the analysis settings and the redactor
+    version (not the worker count, the batch size or the leak gate)."""
+    keep = ("entities", "custom_entities", "allowlist", "score_threshold", "spacy_model", "ner_max_chars")
+    settings = orjson.dumps({k: getattr(cfg, k) for k in keep}, option=orjson.OPT_SORT_KEYS)
+    return f"{hashlib.sha256(settings).hexdigest()[:16]}-v{REDACTOR_VERSION}"
 
 
 NER_ENTITIES = frozenset(("PERSON", "LOCATION", "NRP"))
@@ -254,104 +274,3 @@ def redact_trace(
             calls = out[i]["tool_calls"] = [dict(c) for c in out[i]["tool_calls"]]
             calls[j]["arguments"] = text
     return out, new_tools, rows
-
-
-def run(store: Store, cfg: RedactConfig | None = None) -> RedactStats:
-    """Redact every trace kept by dedupe that has no redaction under this config yet."""
-    cfg = cfg or RedactConfig()
-    started = time.perf_counter()
-    stats = RedactStats()
-    digest = f"{config_hash(cfg)}-v{REDACTOR_VERSION}"
-    kept = dedupe.kept_ids(store)
-    stats.traces = len(kept)
-    done = {
-        r[0]
-        for r in store.con.execute("SELECT trace_id FROM redacted_messages WHERE config_hash = ?", [digest]).fetchall()
-    }
-    todo = [t for t in kept if t not in done]
-    stats.already_redacted = len(kept) - len(todo)
-    store.con.register("_todo", pa.table({"trace_id": todo}))
-    rows = store.con.execute(
-        "SELECT trace_id, messages, tools FROM traces WHERE trace_id IN (SELECT trace_id FROM _todo) ORDER BY trace_id"
-    ).fetchall()
-    store.con.unregister("_todo")
-    traces = [(tid, orjson.loads(m), orjson.loads(t) if t else None) for tid, m, t in rows]
-    all_fields = [exported_fields(m, t) for _, m, t in traces]
-    texts = [text for fs in all_fields for _, _, text in fs]
-    stats.texts, stats.distinct_texts = len(texts), len(set(texts))
-    findings = analyze_texts(texts, cfg)
-    out_rows, redaction_rows, failures = [], [], []
-    pos = 0
-    for (tid, messages, tools), fs in zip(traces, all_fields, strict=True):
-        mine = findings[pos : pos + len(fs)]
-        pos += len(fs)
-        try:
-            new_messages, new_tools, found = redact_trace(messages, tools, fs, mine, cfg)
-        except (ValueError, KeyError, IndexError, TypeError, orjson.JSONDecodeError) as exc:
-            failures.append((tid, "redact_error", f"{type(exc).__name__}: {exc}"))
-            continue
-        out_rows.append(
-            (
-                tid,
-                orjson.dumps(new_messages).decode(),
-                orjson.dumps(new_tools).decode() if new_tools is not None else None,
-                len(found),
-            )
-        )
-        redaction_rows += [(tid, *r) for r in found]
-        stats.entities.update(r[2] for r in found)
-    _write(store, out_rows, redaction_rows, failures, digest)
-    stats.redacted, stats.quarantined = len(out_rows), len(failures)
-    stats.seconds = time.perf_counter() - started
-    return stats
-
-
-def _write(
-    store: Store,
-    out_rows: list[tuple[Any, ...]],
-    redaction_rows: list[tuple[Any, ...]],
-    failures: list[tuple[str, str, str]],
-    digest: str,
-) -> None:
-    redacted = pa.table(
-        {
-            "trace_id": [r[0] for r in out_rows],
-            "messages": [r[1] for r in out_rows],
-            "tools": pa.array([r[2] for r in out_rows], type=pa.string()),
-            "n": [r[3] for r in out_rows],
-        }
-    )
-    cols = (
-        "trace_id",
-        "message_index",
-        "field",
-        "entity_type",
-        "start_offset",
-        "end_offset",
-        "score",
-        "recognizer",
-        "placeholder",
-    )
-    found = pa.table(
-        {
-            c: pa.array(
-                [r[k] for r in redaction_rows],
-                type=pa.int32()
-                if c in ("message_index", "start_offset", "end_offset")
-                else pa.float64()
-                if c == "score"
-                else pa.string(),
-            )
-            for k, c in enumerate(cols)
-        }
-    )
-    with store.transaction(_redacted=redacted, _found=found) as con:
-        con.execute("DELETE FROM redactions WHERE trace_id IN (SELECT trace_id FROM _redacted)")
-        con.execute("DELETE FROM redacted_messages WHERE trace_id IN (SELECT trace_id FROM _redacted)")
-        con.execute(
-            "INSERT INTO redacted_messages (trace_id, messages, tools, n_redactions, config_hash) "
-            "SELECT trace_id, messages, tools, n, ? FROM _redacted",
-            [digest],
-        )
-        con.execute(f"INSERT INTO redactions ({', '.join(cols)}) SELECT * FROM _found")
-        store.quarantine_traces("redact", failures)

@@ -12,13 +12,14 @@ import orjson
 import yaml
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from curation import changes, charts, dedupe
+from curation import changes, charts, dedupe, funnel
+from curation.decisions import reasons_by_stage
 from schemas.config import Config, config_hash
 from schemas.dataset import DatasetManifest
 
 if TYPE_CHECKING:
-    from curation.curate import Selection
     from curation.store import Store
+    from curation.versions import Exported
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 EXCERPT = 300
@@ -84,7 +85,7 @@ def _examples(store: Store) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def _clusters(store: Store, counts: dict[str, Any], reason: dict[str, str]) -> dict[str, Any]:
+def _clusters(store: Store, counts: dict[str, Any]) -> dict[str, Any]:
     """The duplicate section: `counts` (from `dedupe.duplicate_counts`, the numbers the funnel and
     the drop reasons also use) and the largest clusters, each the kept trace and its dropped copies."""
     top = store.con.execute(
@@ -104,22 +105,19 @@ def _clusters(store: Store, counts: dict[str, Any], reason: dict[str, str]) -> d
         examples.append(
             {
                 "cluster_id": cid,
-                "kinds": sorted({reason.get(k, k) for _, k, _ in dropped}),
+                "kinds": sorted({k for _, k, _ in dropped}),
                 "size": n,
                 "dropped": len(dropped),
                 "representative": rep,
                 "members": [{"trace_id": rep, "reason": None, "similarity": None, "dropped": False}]
-                + [
-                    {"trace_id": t, "reason": reason.get(k, k), "similarity": sim, "dropped": True}
-                    for t, k, sim in dropped
-                ],
+                + [{"trace_id": t, "reason": k, "similarity": sim, "dropped": True} for t, k, sim in dropped],
                 **(excerpt(texts[rep]) if rep in texts else {}),
             }
         )
     return {
         "clusters": counts["clusters"],
         "dropped": sum(counts["dropped"].values()),
-        "dropped_by_reason": dict(sorted((reason.get(k, k), n) for k, n in counts["dropped"].items())),
+        "dropped_by_reason": dict(sorted(counts["dropped"].items())),
         "quarantined": counts["quarantined"],
         "sizes": {str(k): v for k, v in counts["sizes"].items()},
         "examples": examples,
@@ -140,15 +138,17 @@ def _distribution(values: list[int]) -> dict[str, Any]:
     }
 
 
-def _changes(store: Store, sel: Selection, parent: Path | None, reasons: dict[str, Any], pii: list) -> dict[str, Any]:
+def _changes(
+    store: Store, exported: Exported, parent: Path | None, reasons: dict[str, Any], pii: list
+) -> dict[str, Any]:
     """What changed since the version in folder `parent` (see `changes.diff`)."""
     sql = "SELECT trace_id, stage || ':' || reason FROM decisions WHERE verdict = 'drop'"
     dropped = dict(store.con.execute(sql).fetchall())
     return changes.diff(
         parent,
-        sel.train.ids,
-        sel.holdout.ids,
-        dict(zip(sel.train.ids + sel.holdout.ids, sel.train.rows + sel.holdout.rows, strict=True)),
+        exported.train.ids,
+        exported.holdout.ids,
+        exported.rows,
         reasons,
         {e: int(n) for e, n, _ in pii},
         _cluster_ids(store),
@@ -163,7 +163,7 @@ def _cluster_ids(store: Store) -> list[str]:
 def build(
     store: Store,
     cfg: Config,
-    sel: Selection,
+    exported: Exported,
     summary: dict[str, Any],
     version: int,
     parent: int | None,
@@ -171,52 +171,31 @@ def build(
 ) -> dict[str, Any]:
     """The report payload (what `report.json` holds and `report.html` shows); `parent_folder` is
     the previous version's folder, which `changes` compares with (None: the first version)."""
-    from curation.curate import DEDUPE_REASON, reasons_by_stage
-
     ingest = store.con.execute(
         "SELECT coalesce(sum(records), 0), coalesce(sum(quarantined), 0), coalesce(sum(already_present), 0) "
         "FROM ingest_files"
     ).fetchone() or (0, 0, 0)
     reasons = reasons_by_stage(store)
-    dups = _clusters(store, dedupe.duplicate_counts(store), DEDUPE_REASON)
+    dups = _clusters(store, dedupe.duplicate_counts(store))
     decided = dict(store.con.execute("SELECT verdict, count(*) FROM decisions GROUP BY ALL").fetchall())
     traces = summary["traces"]
-    after = {
-        "dedupe": traces - dups["dropped"] - dups["quarantined"],
-        "redact": summary["redact"]["redacted"] + summary["redact"]["already_redacted"],
-    }
-    after["leak gate"] = after["redact"] - summary.get("leak_gate", {}).get("leaks", 0)
-    reviewed = reasons.get("review", {}).get("excluded_by_review", 0)
-    if reviewed:  # excluded by a reviewer of an earlier version: out of the filter's candidates
-        after["review"] = after["leak gate"] - reviewed
-    after |= {
-        "filter": summary["filter"]["kept"],
-        "export checks": summary["export_checks"]["valid"],
-    }
-    funnel = [
-        {"stage": "records read", "in": int(ingest[0]), "out": int(ingest[0])},
-        {"stage": "ingest", "in": int(ingest[0]), "out": traces},
-        {"stage": "dedupe", "in": traces, "out": after["dedupe"]},
-        {"stage": "redact", "in": after["dedupe"], "out": after["redact"]},
-        {"stage": "leak gate", "in": after["redact"], "out": after["leak gate"]},
-        *([{"stage": "review", "in": after["leak gate"], "out": after["review"]}] if reviewed else []),
-        {"stage": "filter", "in": after.get("review", after["leak gate"]), "out": after["filter"]},
-        {"stage": "export checks", "in": after["filter"], "out": after["export checks"]},
-        {"stage": "train", "in": after["export checks"], "out": len(sel.train.rows)},
-        {"stage": "holdout", "in": after["export checks"], "out": len(sel.holdout.rows)},
-    ]
-    edges = charts.bins(sel.train.tokens + sel.holdout.tokens)
+    train, holdout = exported.train, exported.holdout
+    rows = funnel.rows(summary["stages"], int(ingest[0]), traces)
+    after = {r["stage"]: r["out"] for r in rows if r["stage"] not in ("records read", "ingest", "train", "holdout")}
+    edges = charts.bins(train.tokens + holdout.tokens)
+    store.con.execute("CREATE OR REPLACE TEMP TABLE _exported AS SELECT trace_id FROM decisions WHERE verdict = 'keep'")
     pii = store.con.execute(
-        "SELECT entity_type, count(*), count(DISTINCT trace_id) FROM redactions "
-        "WHERE list_contains(?, trace_id) GROUP BY ALL ORDER BY 2 DESC",
-        [sel.train.ids + sel.holdout.ids],
+        "SELECT entity_type, count(*), count(DISTINCT trace_id) FROM redactions SEMI JOIN _exported USING (trace_id) "
+        "GROUP BY ALL ORDER BY 2 DESC, 1"
     ).fetchall()
-    samples = _redacted(store, sel.train.ids[:3] + sel.holdout.ids[:2])
+    store.con.execute("DROP TABLE _exported")
+    samples = _redacted(store, train.ids[:3] + holdout.ids[:2])
+    in_train = set(train.ids[:3])
     return {
         "dataset": cfg.export.name,
         "version": version,
         "parent_version": parent,
-        "changes": _changes(store, sel, parent_folder if parent is not None else None, reasons, pii),
+        "changes": _changes(store, exported, parent_folder if parent is not None else None, reasons, pii),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "config_hash": config_hash(cfg),
         "config": cfg.model_dump(mode="json"),
@@ -226,7 +205,7 @@ def build(
                 "SELECT path, sha256, records, accepted, quarantined FROM ingest_files ORDER BY path"
             ).fetchall()
         ],
-        "funnel": funnel,
+        "funnel": [{k: r[k] for k in ("stage", "in", "out")} for r in rows],
         "funnel_counts": {
             "records": int(ingest[0]),
             "quarantined_at_ingest": int(ingest[1]),
@@ -235,13 +214,13 @@ def build(
             "kept": decided.get("keep", 0),
             "dropped": decided.get("drop", 0),
             **{f"after_{k.replace(' ', '_')}": v for k, v in after.items()},
-            "train": len(sel.train.rows),
-            "holdout": len(sel.holdout.rows),
+            "train": len(train.ids),
+            "holdout": len(holdout.ids),
         },
-        "reconciled": decided.get("keep", 0) + decided.get("drop", 0) == traces
-        and decided.get("keep", 0) == len(sel.train.rows) + len(sel.holdout.rows)
-        and all(reasons.get("dedupe", {}).get(r, 0) == n for r, n in dups["dropped_by_reason"].items())
-        and after.get("review", after["leak gate"]) == summary["filter"]["traces"],
+        "reconciled": funnel.reconciles(rows)
+        and decided.get("keep", 0) + decided.get("drop", 0) == traces
+        and decided.get("keep", 0) == len(train.ids) + len(holdout.ids)
+        and all(reasons.get("dedupe", {}).get(r, 0) == n for r, n in dups["dropped_by_reason"].items() if n),
         "reasons": reasons,
         "examples": _examples(store),
         "leak_gate": {
@@ -257,19 +236,18 @@ def build(
         "tokens": {
             "tokenizer": cfg.filter.tokenizer,
             "edges": edges,
-            "train": charts.counts(sel.train.tokens, edges),
-            "holdout": charts.counts(sel.holdout.tokens, edges),
-            "train_stats": _distribution(sel.train.tokens),
-            "holdout_stats": _distribution(sel.holdout.tokens),
+            "train": charts.counts(train.tokens, edges),
+            "holdout": charts.counts(holdout.tokens, edges),
+            "train_stats": _distribution(train.tokens),
+            "holdout_stats": _distribution(holdout.tokens),
         },
         "duplicates": dups | {"cluster_ids": _cluster_ids(store)},
-        "split": summary["split"],
-        "filter": summary["filter"],
+        "split": summary["stages"]["split"]["detail"],
+        "filter": summary["stages"]["filter"],
         "samples": [
-            {"trace_id": t, "split": "train" if t in sel.train.ids else "holdout", **excerpt(m)}
-            for t, m in samples.items()
+            {"trace_id": t, "split": "train" if t in in_train else "holdout", **excerpt(m)} for t, m in samples.items()
         ],
-        "stage_seconds": {k: v.get("seconds") for k, v in summary.items() if isinstance(v, dict) and "seconds" in v},
+        "stage_seconds": {k: v["seconds"] for k, v in summary["stages"].items()},
     }
 
 

@@ -4,15 +4,18 @@ A trace's group key is its session, else its user, else its duplicate cluster, e
 Traces are joined into components by group key and by near-duplicate pairs (MinHash at
 `split.near_threshold`), and whole components go to one side. A trace assigned by an earlier run
 keeps its side (`splits` table), so successive adapters are evaluated on comparable holdouts; new
-components take the side of an already assigned member, else are assigned by a salted hash with a
-holdout quota per stratum. The leakage check then verifies that no group, duplicate cluster or
-near-duplicate pair spans both sides."""
+components take the side of an already assigned member, else go to holdout when the salted hash of
+their group key falls below `holdout_fraction` (so each stratum keeps its share in expectation, and
+a component's side does not depend on which other traces the store holds). Past `max_holdout`
+rows, the holdout keeps its earliest-created components and later ones go to train; below
+`min_holdout`, the earliest-created train components move over. The leakage check then verifies
+that no group, duplicate cluster or near-duplicate pair spans both sides."""
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,7 +27,7 @@ from schemas.config import SplitConfig
 TRAIN, HOLDOUT = "train", "holdout"
 
 
-@dataclass
+@dataclass(slots=True)
 class Member:
     """What the split needs of a kept trace."""
 
@@ -33,6 +36,7 @@ class Member:
     user_id: str | None = None
     cluster_id: str | None = None
     tags: list[str] = field(default_factory=list)
+    created: float | None = None
 
     @property
     def group_key(self) -> str:
@@ -105,10 +109,10 @@ def assign(
     members: list[Member],
     cfg: SplitConfig,
     previous: dict[str, str],
-    signatures: np.ndarray | None = None,
+    pairs: np.ndarray | None = None,
 ) -> tuple[dict[str, str], SplitStats]:
-    """Side of every member. `previous` maps trace ids to their side in earlier versions;
-    `signatures` (one MinHash row per member) adds near-duplicate pairs to the grouping."""
+    """Side of every member. `previous` maps trace ids to their side in earlier versions; `pairs`
+    (index pairs into `members`, e.g. from `near_pairs`) joins near-duplicates into one component."""
     started = time.perf_counter()
     stats = SplitStats()
     n = len(members)
@@ -116,7 +120,7 @@ def assign(
     first_of: dict[str, int] = {}
     for i, m in enumerate(members):
         uf.union(first_of.setdefault(m.group_key, i), i)
-    pairs = near_pairs(signatures, cfg.near_threshold) if signatures is not None else np.empty((0, 2), np.int64)
+    pairs = pairs if pairs is not None else np.empty((0, 2), np.int64)
     stats.near_pairs = len(pairs)
     for a, b in pairs.tolist():
         uf.union(a, b)
@@ -125,43 +129,39 @@ def assign(
         components[uf.find(i)].append(i)
 
     side: dict[int, str] = {}
-    fresh: dict[str, list[tuple[float, int]]] = defaultdict(list)
-    holdout_in: Counter[str] = Counter()
-    total_in: Counter[str] = Counter()
-    strata = {root: _stratum(members, idx, cfg.stratify_tag) for root, idx in components.items()}
+    order: list[tuple[float, str, int, bool]] = []  # (created, hash order, root, holdout by hash)
     for root, idx in components.items():
-        stratum = strata[root]
-        total_in[stratum] += 1
+        key = min(members[i].group_key for i in idx)
+        h = group_hash(key, cfg.seed)
+        created = min((members[i].created for i in idx if members[i].created is not None), default=float("inf"))
+        order.append((created, f"{h:.17f}{key}", root, h < cfg.holdout_fraction))
         earlier = [previous[members[i].trace_id] for i in idx if members[i].trace_id in previous]
         if earlier:
             side[root] = HOLDOUT if HOLDOUT in earlier else TRAIN  # a mixed component is caught by check()
-            holdout_in[stratum] += side[root] == HOLDOUT
-        else:
-            key = min(members[i].group_key for i in idx)
-            fresh[stratum].append((group_hash(key, cfg.seed), root))
-    chosen: list[tuple[float, int]] = []
-    rest: list[tuple[float, int]] = []
-    for stratum, items in fresh.items():
-        items.sort()
-        quota = max(0, round(cfg.holdout_fraction * total_in[stratum]) - holdout_in[stratum])
-        chosen += items[:quota]
-        rest += items[quota:]
+    order.sort()
     size = {root: len(idx) for root, idx in components.items()}
-    holdout_rows = sum(size[r] for r, s in side.items() if s == HOLDOUT) + sum(size[r] for _, r in chosen)
-    rest.sort()
-    while holdout_rows < cfg.min_holdout and len(rest) > 1:
-        h, root = rest.pop(0)
-        chosen.append((h, root))
-        holdout_rows += size[root]
-    chosen.sort()
-    while holdout_rows > cfg.max_holdout and chosen:
-        h, root = chosen.pop()
-        rest.append((h, root))
-        holdout_rows -= size[root]
-    for _, root in chosen:
+    holdout_rows = sum(size[r] for r, s in side.items() if s == HOLDOUT)
+    # In order of creation, components whose hash falls below the fraction fill the holdout up to the cap;
+    # from the first one that does not fit (in this run or an earlier one), the rest go to train. So a run
+    # after new traces arrived decides as a run over the whole store from scratch would.
+    blocked = False
+    fresh_train = []
+    for _, _, root, by_hash in order:
+        if root in side:
+            blocked |= by_hash and side[root] == TRAIN
+            continue
+        fits = not blocked and holdout_rows + size[root] <= cfg.max_holdout
+        side[root] = HOLDOUT if by_hash and fits else TRAIN
+        blocked |= by_hash and not fits
+        if side[root] == HOLDOUT:
+            holdout_rows += size[root]
+        else:
+            fresh_train.append(root)
+    for root in fresh_train[: max(0, len(fresh_train) - 1)]:  # below the floor, the earliest move to holdout
+        if holdout_rows >= cfg.min_holdout or holdout_rows + size[root] > cfg.max_holdout:
+            break
         side[root] = HOLDOUT
-    for _, root in rest:
-        side[root] = TRAIN
+        holdout_rows += size[root]
 
     out: dict[str, str] = {}
     for root, idx in components.items():
@@ -170,7 +170,8 @@ def assign(
         stats.groups_train += side[root] == TRAIN
         stats.groups_holdout += side[root] == HOLDOUT
         if cfg.stratify_tag:
-            stats.strata.setdefault(strata[root], {TRAIN: 0, HOLDOUT: 0})[side[root]] += len(idx)
+            stratum = _stratum(members, idx, cfg.stratify_tag)
+            stats.strata.setdefault(stratum, {TRAIN: 0, HOLDOUT: 0})[side[root]] += len(idx)
     stats.sticky = sum(1 for m in members if m.trace_id in previous)
     stats.train = sum(1 for s in out.values() if s == TRAIN)
     stats.holdout = n - stats.train
@@ -178,9 +179,7 @@ def assign(
     return out, stats
 
 
-def _stratum(members: list[Member], idx: list[int], prefix: str | None) -> str:
-    if not prefix:
-        return ""
+def _stratum(members: list[Member], idx: list[int], prefix: str) -> str:
     values = sorted({t for i in idx for t in members[i].tags if t.startswith(prefix)})
     return values[0] if values else f"{prefix}(none)"
 
@@ -188,13 +187,12 @@ def _stratum(members: list[Member], idx: list[int], prefix: str | None) -> str:
 def check(
     members: list[Member],
     sides: dict[str, str],
-    signatures: np.ndarray | None,
-    threshold: float,
+    pairs: np.ndarray | None,
     previous: dict[str, str] | None = None,
 ) -> int:
-    """Raise LeakageError when a group key, a duplicate cluster or a near-duplicate pair (estimated
-    Jaccard >= threshold) spans train and holdout, or a trace changed side since an earlier version
-    (`previous`); returns the number of near pairs checked."""
+    """Raise LeakageError when a group key, a duplicate cluster or a near-duplicate pair (`pairs`:
+    index pairs into `members`) spans train and holdout, or a trace changed side since an earlier
+    version (`previous`); returns the number of near pairs checked."""
     problems: list[str] = [
         f"{m.trace_id} was in {previous[m.trace_id]} in an earlier version, now in {sides[m.trace_id]} "
         f"(its group {m.group_key} joins traces from both sides)"
@@ -213,7 +211,7 @@ def check(
                     f"{attr} {value} in train ({', '.join(by_side[TRAIN][:3])}) "
                     f"and holdout ({', '.join(by_side[HOLDOUT][:3])})"
                 )
-    pairs = near_pairs(signatures, threshold) if signatures is not None else np.empty((0, 2), np.int64)
+    pairs = pairs if pairs is not None else np.empty((0, 2), np.int64)
     for a, b in pairs.tolist():
         ta, tb = members[a].trace_id, members[b].trace_id
         if sides[ta] != sides[tb]:

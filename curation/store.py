@@ -5,6 +5,7 @@ One process writes at a time; a second one gets `StoreLockedError` with a one-li
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -243,6 +244,41 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         ALTER TABLE eval_runs ADD COLUMN flow_run_id VARCHAR;
     """,
     ),
+    (
+        7,
+        "partitioned curation: dedupe keys, LSH band keys, PII findings by text, per-stage verdicts, export rows",
+        """
+        CREATE TABLE dup_keys (
+            trace_id VARCHAR NOT NULL,
+            params VARCHAR NOT NULL,
+            exact_key VARCHAR NOT NULL,
+            n_messages INTEGER NOT NULL,
+            length BIGINT NOT NULL,
+            feedback DOUBLE NOT NULL,
+            created DOUBLE NOT NULL,
+            signature BLOB NOT NULL
+        );
+        CREATE TABLE dup_prefixes (trace_id VARCHAR NOT NULL, params VARCHAR NOT NULL, prefix_key VARCHAR NOT NULL);
+        CREATE TABLE dup_kept (trace_id VARCHAR PRIMARY KEY);
+        INSERT INTO dup_kept SELECT trace_id FROM dup_signatures WHERE kept;
+        DROP TABLE dup_signatures;
+        CREATE TABLE lsh_bands (trace_id VARCHAR NOT NULL, layout VARCHAR NOT NULL, band SMALLINT NOT NULL,
+                                key UBIGINT NOT NULL);
+        CREATE TABLE pii_findings (text_hash VARCHAR NOT NULL, analyzer VARCHAR NOT NULL, findings JSON NOT NULL);
+        CREATE TABLE verdicts (
+            stage VARCHAR NOT NULL,
+            trace_id VARCHAR NOT NULL,
+            key VARCHAR NOT NULL,
+            reason VARCHAR,
+            detail JSON
+        );
+        CREATE TABLE export_rows (trace_id VARCHAR NOT NULL, key VARCHAR NOT NULL, row VARCHAR NOT NULL,
+                                  tokens INTEGER NOT NULL);
+        UPDATE dup_clusters SET kind = CASE kind WHEN 'exact' THEN 'exact_duplicate' WHEN 'near' THEN 'near_duplicate'
+            WHEN 'prefix' THEN 'prefix_of' ELSE kind END;
+        UPDATE dup_clusters SET reason = CASE WHEN reason IS NULL THEN NULL ELSE kind END;
+    """,
+    ),
 )
 
 
@@ -298,10 +334,16 @@ class Store:
                 self.con.execute("COMMIT")
         return latest
 
-    def quarantine_traces(self, stage: str, failures: list[tuple[str, str, str]]) -> None:
-        """Replace a stage's quarantine rows with (trace_id, code, message) for the traces it could not
-        process; each row keeps the trace's source file and line. Call inside the stage's transaction."""
-        self.con.execute("DELETE FROM quarantine WHERE stage = ?", [stage])
+    def quarantine_traces(
+        self, stage: str, failures: list[tuple[str, str, str]], retried: list[str] | None = None
+    ) -> None:
+        """Record (trace_id, code, message) for the traces a stage could not process; each row keeps the
+        trace's source file and line. The stage's earlier rows are replaced: all of them, or (with
+        `retried`) those of the given trace ids. Call inside the stage's transaction."""
+        if retried is None:
+            self.con.execute("DELETE FROM quarantine WHERE stage = ?", [stage])
+        elif retried:
+            self.con.execute("DELETE FROM quarantine WHERE stage = ? AND list_contains(?, trace_id)", [stage, retried])
         for trace_id, code, message in failures:
             self.con.execute(
                 "INSERT INTO quarantine (source_file, source_line, code, message, source_format, record_key, stage, "
@@ -333,6 +375,13 @@ class Store:
         cur = self.con.execute(sql, params or [])
         keys = [d[0] for d in cur.description]
         return [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
+
+    def arrow(self, sql: str, params: list[Any] | None = None) -> Any:
+        """The rows of a query as an Arrow table (DuckDB warns of the copy this makes of a DB-API result;
+        `con.sql` would avoid it but refuses to run while any earlier result is unfinished)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return self.con.execute(sql, params or []).to_arrow_table()
 
     def count(self, table: str) -> int:
         row = self.con.execute(f"SELECT count(*) FROM {table}").fetchone()

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
-from training.model import cache_dir, embedded_gguf
+from schemas.locations import cache_dir, embedded_gguf
 
 _PIECE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 

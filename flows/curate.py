@@ -11,9 +11,10 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from curation import dedupe, redact
-from curation.curate import finish, leak_gate, reasons_by_stage, require_traces
-from curation.summary import drop_reason_rows, funnel_markdown
+from curation import curate
+from curation.decisions import reasons_by_stage
+from curation.funnel import markdown as funnel_markdown
+from curation.summary import drop_reason_rows
 from flows.events import announce_dataset
 from flows.ingest import ingest_task
 from flows.locks import transient, writing
@@ -23,33 +24,27 @@ from schemas.config import load_config
 stage_task = partial(task, cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=transient)
 
 
-@stage_task(name="dedupe")
-def dedupe_task(db: str, config: str | None) -> dict[str, Any]:
+@stage_task(task_run_name="{name}")
+def curation_stage(db: str, config: str | None, name: str) -> dict[str, Any]:
+    """One curation stage over its pending partitions (a run cut short resumes where it stopped)."""
     cfg = load_config(config)
+    logger = get_run_logger()
     with writing(db, cfg.pipeline.writer_limit) as store:
-        require_traces(store, "curate_flow(paths=[...])")
-        return dedupe.run(store, cfg.dedupe).as_dict()
+        if name == curate.NAMES[0]:
+            curate.require_traces(store, "curate_flow(paths=[...])")
+
+        def progress(stage: str, done: int, parts: int) -> None:
+            logger.info("%s: %s traces done (%s partitions)", stage, done, parts)
+
+        return curate.run_stage(store, cfg, name, progress)
 
 
-@stage_task(name="redact")
-def redact_task(db: str, config: str | None) -> dict[str, Any]:
-    cfg = load_config(config)
-    with writing(db, cfg.pipeline.writer_limit) as store:
-        return redact.run(store, cfg.redact).as_dict()
-
-
-@stage_task(name="leak-gate")
-def leak_gate_task(db: str, config: str | None) -> dict[str, Any]:
-    cfg = load_config(config)
-    with writing(db, cfg.pipeline.writer_limit) as store:
-        return leak_gate(store, cfg.redact.leak_gate)
-
-
-@stage_task(name="filter-split-export")
+@stage_task(name="decide-and-export")
 def finish_task(db: str, config: str | None, out: str | None, summary: dict[str, Any]) -> dict[str, Any]:
     cfg = load_config(config)
     with writing(db, cfg.pipeline.writer_limit) as store:
-        done = finish(store, cfg, Path(out) if out else None, dict(summary))
+        summary = {"traces": store.count("traces"), **summary}
+        done = curate.finish(store, cfg, Path(out) if out else None, summary)
         done["reasons_by_stage"] = reasons_by_stage(store)
         return done
 
@@ -70,27 +65,27 @@ def curate_flow(
     summary: dict[str, Any] = {}
     if paths:
         summary["ingest"] = ingest_task(paths, db, "auto", config)
-    summary["dedupe"] = dedupe_task(db, config)
-    summary["redact"] = redact_task(db, config)
-    gate = leak_gate_task(db, config)
-    if gate["mode"] != "off":
-        summary["leak_gate"] = gate
-        if gate["leaks"]:
-            logger.warning(
-                "leak gate quarantined %s trace(s) whose redacted text still holds PII or secrets: %s",
-                gate["leaks"],
-                ", ".join(f"{q['trace_id']} ({', '.join(q['types'])})" for q in gate["quarantined"][:20]),
-            )
-            create_table_artifact(
-                [{"trace_id": q["trace_id"], "entity_types": ", ".join(q["types"])} for q in gate["quarantined"]],
-                key="leak-gate-quarantine",
-                description=f"Traces quarantined by the leak gate ({gate['leaks']}; ids and entity types only)",
-            )
-    summary = finish_task(db, config, out, {"traces": summary.get("dedupe", {}).get("traces", 0), **summary})
-    d, r = summary["dedupe"], summary["redact"]
-    logger.info("dedupe kept %s of %s; redacted %s traces", d["kept"], d["traces"], r["redacted"])
+    summary["stages"] = {}
+    for name in curate.NAMES:
+        summary["stages"][name] = curation_stage(db, config, name)
+    gate = summary["stages"]["leak_gate"]["detail"]
+    if gate.get("leaks"):
+        logger.warning(
+            "leak gate quarantined %s trace(s) whose redacted text still holds PII or secrets: %s",
+            gate["leaks"],
+            ", ".join(f"{q['trace_id']} ({', '.join(q['types'])})" for q in gate["listed"][:20]),
+        )
+        create_table_artifact(
+            [{"trace_id": q["trace_id"], "entity_types": ", ".join(q["types"])} for q in gate["listed"]],
+            key="leak-gate-quarantine",
+            description=f"Traces quarantined by the leak gate ({gate['leaks']}; ids and entity types only)",
+        )
+    summary = finish_task(db, config, out, summary)
+    d, r = summary["stages"]["dedupe"], summary["stages"]["redact"]
+    logger.info("dedupe kept %s of %s; redact kept %s", d["kept"], d["in"], r["kept"])
+    entities = r["detail"].get("entities") or {}
     create_table_artifact(
-        [{"entity": k, "found": v} for k, v in sorted(r["entities"].items())] or [{"entity": "-", "found": 0}],
+        [{"entity": k, "found": v} for k, v in sorted(entities.items())] or [{"entity": "-", "found": 0}],
         key="pii-entity-counts",
         description="PII and secrets found by the redact stage",
     )

@@ -40,6 +40,19 @@ class IngestConfig(_Section):
     )
 
 
+class CurateConfig(_Section):
+    """How the curation stages run over the store."""
+
+    partition_rows: int = Field(
+        default=10000, ge=1, description="traces a stage holds at once (memory follows this, not the store's size)"
+    )
+    memory_limit: str = Field(
+        default="1GB",
+        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$",
+        description="DuckDB memory cap while curating (joins beyond it spill to disk)",
+    )
+
+
 SurvivorRule = Literal["feedback", "newest", "oldest", "longest", "shortest"]
 
 
@@ -241,6 +254,7 @@ class Config(_Section):
     """Top-level configuration; each stage reads its own section."""
 
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    curate: CurateConfig = Field(default_factory=CurateConfig)
     dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
     redact: RedactConfig = Field(default_factory=RedactConfig)
     filter: FilterConfig = Field(default_factory=FilterConfig)

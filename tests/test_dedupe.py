@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from curation import dedupe, minhash
+from curation import dedupe, minhash, stage
 from curation.ingest.run import ingest
-from schemas.config import DedupeConfig
+from schemas.config import Config, DedupeConfig
 from tests.conftest import ROOT, rows
 from tests.helpers import chat_log, convo, write_jsonl
 
@@ -23,6 +23,15 @@ OTHER = (
     "as a present for my sister and her birthday is at the end of the month. Best, Sam"
 )
 ANSWER = '{"priority": "high", "category": "shipping", "summary": "Order not delivered after 12 days."}'
+
+
+def run(store, cfg: DedupeConfig | None = None) -> dict:
+    """The dedupe stage over the store; its stats as a dict ("in", "kept", "dropped", "detail"...)."""
+    return stage.run(dedupe.DedupeStage(Config(dedupe=cfg or DedupeConfig())), store).as_dict()
+
+
+def kept_ids(store) -> list[str]:
+    return [r[0] for r in rows(store, f"SELECT trace_id FROM ({dedupe.DedupeStage(Config()).output()}) ORDER BY 1")]
 
 
 def clusters(store) -> dict[str, tuple]:
@@ -39,15 +48,15 @@ def test_exact_retries_collapse_to_one_survivor_by_policy(store, tmp_path):
         chat_log("r4", convo(OTHER), ANSWER, created=50),
     ]
     ingest(store, [write_jsonl(tmp_path / "a.jsonl", recs)])
-    stats = dedupe.run(store, DedupeConfig())
+    stats = run(store, DedupeConfig())
     c = clusters(store)
-    assert stats.exact_duplicates == 2 and stats.kept == 2
+    assert stats["dropped"] == {"exact_duplicate": 2} and stats["kept"] == 2
     # feedback first: r3 has a thumbs up, so it survives although r2 is newer
-    assert c["openai_chat:r1"] == ("exact", "openai_chat:r3", "duplicate_of", 1.0)
-    assert c["openai_chat:r2"][1:3] == ("openai_chat:r3", "duplicate_of")
+    assert c["openai_chat:r1"] == ("exact_duplicate", "openai_chat:r3", "exact_duplicate", 1.0)
+    assert c["openai_chat:r2"][1:3] == ("openai_chat:r3", "exact_duplicate")
     assert c["openai_chat:r3"][2] is None and "openai_chat:r4" not in c
     # a later run with another policy keeps the copy an earlier run kept (datasets stay stable)
-    assert dedupe.run(store, DedupeConfig(survivor=["newest"])).kept == 2
+    assert run(store, DedupeConfig(survivor=["newest"]))["kept"] == 2
     assert clusters(store)["openai_chat:r2"][1] == "openai_chat:r3"
 
 
@@ -57,7 +66,7 @@ def test_newest_policy_on_a_fresh_store(tmp_path):
     recs = [chat_log("a", convo(EMAIL), ANSWER, created=100), chat_log("b", convo(EMAIL), ANSWER, created=300)]
     with Store(tmp_path / "fresh.duckdb") as store:
         ingest(store, [write_jsonl(tmp_path / "b.jsonl", recs)])
-        dedupe.run(store, DedupeConfig(survivor=["newest"]))
+        run(store, DedupeConfig(survivor=["newest"]))
         assert clusters(store)["openai_chat:a"][1] == "openai_chat:b"
 
 
@@ -80,12 +89,12 @@ def test_prefix_chain_keeps_the_longest_call(store, tmp_path):
         chat_log("p3", step3, ANSWER.replace("high", "urgent"), session="s"),
     ]
     ingest(store, [write_jsonl(tmp_path / "p.jsonl", recs)])
-    stats = dedupe.run(store, DedupeConfig())
+    stats = run(store, DedupeConfig())
     c = clusters(store)
-    assert stats.prefix_of == 2 and stats.kept == 1
+    assert stats["dropped"] == {"prefix_of": 2} and stats["kept"] == 1
     assert c["openai_chat:p1"][1:3] == ("openai_chat:p3", "prefix_of")
     assert c["openai_chat:p2"][1:3] == ("openai_chat:p3", "prefix_of")
-    assert dedupe.kept_ids(store) == ["openai_chat:p3"]
+    assert kept_ids(store) == ["openai_chat:p3"]
 
 
 def test_near_duplicates_cluster_and_unrelated_texts_do_not(store, tmp_path):
@@ -96,11 +105,11 @@ def test_near_duplicates_cluster_and_unrelated_texts_do_not(store, tmp_path):
         chat_log("n3", convo(OTHER), ANSWER, created=3),
     ]
     ingest(store, [write_jsonl(tmp_path / "n.jsonl", recs)])
-    stats = dedupe.run(store, DedupeConfig(verify="exact"))
+    stats = run(store, DedupeConfig(verify="exact"))
     c = clusters(store)
-    assert stats.near_duplicates == 1
+    assert stats["dropped"] == {"near_duplicate": 1}
     kind, rep, reason, sim = c["openai_chat:n1"]
-    assert (kind, rep, reason) == ("near", "openai_chat:n2", "duplicate_of") and 0.8 <= sim < 1
+    assert (kind, rep, reason) == ("near_duplicate", "openai_chat:n2", "near_duplicate") and 0.8 <= sim < 1
     assert "openai_chat:n3" not in c
 
 
@@ -111,32 +120,33 @@ def test_system_prompt_is_left_out_of_the_shingles_by_default(store, tmp_path):
         for i, (q, a) in enumerate([(EMAIL, ANSWER), (OTHER, '{"priority": "low"}')])
     ]
     ingest(store, [write_jsonl(tmp_path / "s.jsonl", recs)])
-    assert dedupe.run(store, DedupeConfig()).near_duplicates == 0
-    assert dedupe.run(store, DedupeConfig(include_system=True)).near_duplicates == 1
+    assert run(store, DedupeConfig())["dropped"] == {}
+    assert run(store, DedupeConfig(include_system=True))["dropped"] == {"near_duplicate": 1}
 
 
 def test_incremental_run_reuses_signatures_and_keeps_earlier_survivors(store, tmp_path):
     ingest(store, [write_jsonl(tmp_path / "day1.jsonl", [chat_log("old", convo(EMAIL), ANSWER, created=1)])])
-    first = dedupe.run(store, DedupeConfig())
-    assert first.signatures_computed == 1 and first.kept == 1
+    first = run(store, DedupeConfig())
+    assert first["processed"] == 1 and first["kept"] == 1
     nightly = EMAIL.replace("Hello,", "Good morning,")
     ingest(store, [write_jsonl(tmp_path / "day2.jsonl", [chat_log("new", convo(nightly), ANSWER, created=99)])])
-    second = dedupe.run(store, DedupeConfig(survivor=["newest"]))
-    assert second.signatures_computed == 1  # only the new trace is hashed
+    second = run(store, DedupeConfig(survivor=["newest"]))
+    assert second["processed"] == 1  # only the new trace is hashed
     # the newest-wins policy would pick "new", but "old" was already kept by an earlier run
-    assert clusters(store)["openai_chat:new"][1:3] == ("openai_chat:old", "duplicate_of")
+    assert clusters(store)["openai_chat:new"][1:3] == ("openai_chat:old", "near_duplicate")
+    assert second["detail"]["sticky_kept"] == 1  # counted: a from-scratch run would have kept "new"
     before = rows(store, "SELECT * FROM dup_clusters ORDER BY trace_id")
-    dedupe.run(store, DedupeConfig(survivor=["newest"]))
+    run(store, DedupeConfig(survivor=["newest"]))
     assert rows(store, "SELECT * FROM dup_clusters ORDER BY trace_id") == before  # idempotent
 
 
 def test_a_trace_the_stage_cannot_read_is_quarantined_not_kept(store, tmp_path):
     ingest(store, [write_jsonl(tmp_path / "q.jsonl", [chat_log("ok", convo(EMAIL), ANSWER)])])
     store.con.execute("UPDATE traces SET messages = '[{\"content\": \"no role\"}]' WHERE trace_id = 'openai_chat:ok'")
-    stats = dedupe.run(store, DedupeConfig())
-    assert stats.quarantined == 1 and stats.kept == 0
+    stats = run(store, DedupeConfig())
+    assert stats["dropped"] == {"dedupe_error": 1} and stats["kept"] == 0
     assert rows(store, "SELECT stage, code, trace_id FROM quarantine") == [("dedupe", "dedupe_error", "openai_chat:ok")]
-    assert dedupe.kept_ids(store) == []
+    assert kept_ids(store) == []
 
 
 def test_minhash_estimates_jaccard_and_lsh_finds_close_pairs():
@@ -162,6 +172,8 @@ def test_minhash_estimates_jaccard_and_lsh_finds_close_pairs():
 def test_bands_times_rows_must_fit_the_permutations(store):
     with pytest.raises(ValueError, match=r"exceeds dedupe\.num_perm"):
         dedupe.near_duplicate_clusters(["a b c", "a b d"], DedupeConfig(bands=20, rows=10, num_perm=128))
+    with pytest.raises(ValueError, match=r"exceeds dedupe\.num_perm"):
+        dedupe.DedupeStage(Config(dedupe=DedupeConfig(bands=20, rows=10, num_perm=128)))
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +182,7 @@ def samples(tmp_path_factory):
 
     with Store(tmp_path_factory.mktemp("d") / "s.duckdb") as store:
         ingest(store, [ROOT / "data" / "samples"])
-        stats = dedupe.run(store, DedupeConfig())
+        stats = run(store, DedupeConfig())
         yield store, stats
 
 
@@ -186,9 +198,10 @@ def test_sample_data_planted_retries_and_prefix_chains_collapse(samples):
         kinds.setdefault((f.rsplit("/", 1)[-1], line), []).append((kind, reason))
     retries = [k for k, p in planted.items() if "exact_retry" in p]
     assert retries and all(any(kind is not None for kind, _ in kinds[k]) for k in retries)
-    assert stats.exact_duplicates >= len(retries)
+    assert stats["dropped"]["exact_duplicate"] >= len(retries)
     first_tool_calls = [
         k for k, p in planted.items() if "tool_call" in p and "tool_result" not in p and not k[0].startswith("langfuse")
     ]
-    assert first_tool_calls and all(("prefix", "prefix_of") in kinds[k] for k in first_tool_calls)
-    assert stats.traces == stats.kept + stats.exact_duplicates + stats.prefix_of + stats.near_duplicates
+    assert first_tool_calls and all(("prefix_of", "prefix_of") in kinds[k] for k in first_tool_calls)
+    assert stats["in"] == stats["kept"] + sum(stats["dropped"].values())
+    assert set(stats["dropped"]) == set(dedupe.KINDS)

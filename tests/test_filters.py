@@ -45,7 +45,7 @@ def cand(messages: list[dict[str, Any]] | None = None, **kw: Any) -> filters.Can
 
 def verdict(c: filters.Candidate, **cfg: Any) -> str | None:
     settings = {"tokenizer": "approx", **cfg}
-    ((_, reason),) = filters.apply([c], FilterConfig(**settings))[0]
+    (reason,) = filters.judge([c], FilterConfig(**settings))
     return reason
 
 
@@ -246,19 +246,70 @@ def test_first_reason_wins_and_rules_can_be_disabled() -> None:
         verdict(cand(), disabled=["nope"])
 
 
-def test_counts_reconcile() -> None:
+def test_judge_gives_one_first_reason_per_candidate() -> None:
     cands = [cand(trace_id="a"), cand(trace_id="b", error="x"), cand(trace_id="c", finish_reason="length")]
-    judged, stats = filters.apply(cands, FilterConfig(tokenizer="approx"))
-    assert [r for _, r in judged] == [None, "error_trace", "truncated"]
-    assert stats.traces == stats.kept + stats.dropped == 3
-    assert dict(stats.reasons) == {"error_trace": 1, "truncated": 1}
+    assert filters.judge(cands, FilterConfig(tokenizer="approx")) == [None, "error_trace", "truncated"]
+    assert all(c.tokens > 0 for c in cands)
+    assert filters.judge([], FilterConfig(tokenizer="approx")) == []
+
+
+def test_rules_run_in_the_documented_order() -> None:
+    assert [r.name for r in filters.RULES] == [
+        *("model", "tags", "app_version", "date_range", "metadata"),
+        "error",
+        *("unknown_role", "no_assistant", "empty_turn", "ends_on_user", "too_many_turns"),
+        *("truncated", "refusal", "negative_feedback", "tool_calls"),
+        *("length", "repetition", "language", "redacted_share"),
+        "json_schema",
+    ]
+    assert list(filters.BY_NAME) == [r.name for r in filters.RULES]
+
+
+def _local_rule(code: str) -> tuple[list[filters.Rule], filters.Rule]:
+    registry: list[filters.Rule] = []
+
+    @filters.rule("odd", "task", reasons=("odd_one",), doc="a rule for this test only", into=registry)
+    def odd(t: filters.Candidate, ctx: filters.Context) -> str | None:
+        return code
+
+    return registry, registry[0]
+
+
+def test_an_undeclared_reason_is_a_rule_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    names = [r.name for r in filters.RULES]
+    ctx = filters.Context(FilterConfig(tokenizer="approx"))
+    _, declared = _local_rule("odd_one")
+    assert declared.reason(cand(), ctx) == "odd_one"
+    registry, undeclared = _local_rule("surprise")
+    assert [r.name for r in filters.RULES] == names  # registering into a local list leaves the global one alone
+    with pytest.raises(filters.RuleError, match=r"'odd' returned reason 'surprise'.*declared: odd_one"):
+        undeclared.reason(cand(), ctx)
+    assert issubclass(filters.RuleError, ValueError)
+    monkeypatch.setattr(filters, "RULES", registry)
+    monkeypatch.setattr(filters, "BY_NAME", {undeclared.name: undeclared})
+    with pytest.raises(filters.RuleError, match="surprise"):
+        filters.judge([cand()], FilterConfig(tokenizer="approx"))
+
+
+def test_registration_errors() -> None:
+    registry, _ = _local_rule("odd_one")
+    with pytest.raises(ValueError, match="registered twice"):
+        filters.rule("odd", "task", reasons=("x",), doc="again", into=registry)(lambda t, ctx: None)
+    with pytest.raises(ValueError, match="unknown filter key"):
+        filters.rule("other", "task", reasons=("x",), keys=("no_such_key",), doc="typo", into=registry)(
+            lambda t, ctx: None
+        )
 
 
 def test_rules_command_lists_every_rule_with_keys_and_defaults() -> None:
     result = CliRunner().invoke(app, ["rules", "--json"])
     assert result.exit_code == 0, result.output
-    rules = {r["rule"]: r for r in json.loads(result.stdout)["rules"]}
-    assert set(rules) == {r.name for r in filters.RULES}
+    listed = json.loads(result.stdout)["rules"]
+    assert [r["rule"] for r in listed] == [r.name for r in filters.RULES]
+    rules = {r["rule"]: r for r in listed}
+    for r in filters.RULES:
+        assert set(rules[r.name]["keys"]) == set(r.keys)
+        assert rules[r.name]["reasons"] == list(r.reasons) and rules[r.name]["description"] == r.description
     assert rules["length"]["keys"] == {"tokenizer": "base", "min_tokens": 8, "max_tokens": 16384}
     assert "negative_feedback" in rules["negative_feedback"]["reasons"]
     human = CliRunner().invoke(app, ["rules"])

@@ -147,7 +147,7 @@ def quarantine_table(found: list[tuple[Any, ...]]) -> None:
 
 def leak_warning(gate: dict[str, Any]) -> None:
     """Warn on stderr about the traces the leak gate quarantined: ids and entity types, never values."""
-    listed = gate["quarantined"]
+    listed = gate["listed"]
     err.print(
         f"[bold yellow]warning:[/] the leak gate quarantined {gate['leaks']} trace(s) whose redacted text still "
         "holds PII or secrets (stage leak_gate; the run went on without them):",
@@ -182,47 +182,30 @@ def ingest_summary(stats: IngestStats, db: Path) -> None:
 
 def curate_summary(summary: dict[str, Any]) -> None:
     """The curation funnel, stage by stage, on the terminal; leak-gate hits listed by id and type."""
+    from curation import funnel
+
     out = Console(emoji=False)
-    d, r, f = summary["dedupe"], summary["redact"], summary["filter"]
     t = Table(title="curation", header_style="bold")
-    for col in ("stage", "in", "kept", "dropped / found", "seconds"):
-        t.add_column(col, justify="left" if col == "stage" else "right")
-    dropped = d["exact_duplicates"] + d["prefix_of"] + d["near_duplicates"]
-    t.add_row(
-        "dedupe",
-        str(d["traces"]),
-        str(d["kept"]),
-        f"exact {d['exact_duplicates']}, prefix_of {d['prefix_of']}, near {d['near_duplicates']} (total {dropped})",
-        f"{d['seconds']:.1f}",
-    )
-    found = ", ".join(f"{k} {v}" for k, v in sorted(r["entities"].items(), key=lambda kv: -kv[1]))
-    t.add_row(
-        "redact", str(r["traces"]), str(r["redacted"] + r["already_redacted"]), found or "-", f"{r['seconds']:.1f}"
-    )
-    gate = summary.get("leak_gate")
-    if gate:
-        hits = f"quarantined {gate['leaks']}" if gate["leaks"] else "0 leaks"
-        t.add_row("leak gate", str(gate["checked"]), str(gate["checked"] - gate["leaks"]), hits, "")
-    reasons = ", ".join(f"{k} {v}" for k, v in sorted(f["reasons"].items(), key=lambda kv: -kv[1]))
-    t.add_row("filter", str(f["traces"]), str(f["kept"]), reasons or "-", f"{f['seconds']:.1f}")
-    x = summary["export_checks"]
-    bad = ", ".join(f"{k} {v}" for k, v in x["reasons"].items())
-    t.add_row("export checks", str(x["rows"]), str(x["valid"]), bad or "-", "")
-    s = summary["split"]
-    t.add_row(
-        "split",
-        str(s["train"] + s["holdout"]),
-        f"{s['train']} / {s['holdout']}",
-        f"train / holdout; {s['sticky']} kept their side; leakage check passed",
-        f"{s['seconds']:.1f}",
-    )
+    for col in ("stage", "in", "kept", "dropped", "seconds"):
+        t.add_column(col, justify="left" if col in ("stage", "dropped") else "right")
+    stages = summary["stages"]
+    seconds = {funnel.LABELS.get(k, k): v["seconds"] for k, v in stages.items()}
+    for row in funnel.rows(stages):
+        dropped = ", ".join(f"{k} {v}" for k, v in sorted(row["dropped"].items(), key=lambda kv: -kv[1]))
+        sec = seconds.get(row["stage"], stages["split"]["seconds"] if row["stage"] == "train" else None)
+        t.add_row(row["stage"], str(row["in"]), str(row["out"]), escape(dropped) or "-", f"{sec:.1f}" if sec else "")
     out.print(t)
-    if gate and gate["leaks"]:
+    found = stages["redact"]["detail"].get("entities") or {}
+    if found:
+        out.print("redacted: " + ", ".join(f"{k} {v}" for k, v in sorted(found.items(), key=lambda kv: -kv[1])))
+    gate = stages["leak_gate"]["detail"]
+    if gate.get("leaks"):
         leak_warning(gate)
     if "dataset" in summary:
         ds = summary["dataset"]
         what = "new version" if ds["changed"] else "unchanged, still version"
         out.print(f"dataset: {what} {ds['version']} at {ds['path']} (report.html there)")
+    out.print(f"curated in {summary['seconds']:.1f}s", highlight=False)
 
 
 def train_summary(result: Any) -> None:

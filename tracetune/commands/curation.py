@@ -65,8 +65,23 @@ def ingest_cmd(
         ingest_summary(stats, db)
 
 
+PartitionOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--partition-rows",
+        min=1,
+        help="Traces a stage holds in memory at once (overrides curate.partition_rows; memory follows this, "
+        "not the size of the store).",
+    ),
+]
+
+
 def curate(
-    db: DbOpt = DEFAULT_DB, config: ConfigOpt = None, out: OutOpt = DEFAULT_OUT, as_json: JsonOpt = False
+    db: DbOpt = DEFAULT_DB,
+    config: ConfigOpt = None,
+    out: OutOpt = DEFAULT_OUT,
+    partition_rows: PartitionOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Curate the ingested traces into a dataset version: dedupe (exact, prefix chains, MinHash
     near-duplicates), redact PII and secrets with presidio, run the leak gate, apply the quality
@@ -79,17 +94,20 @@ def curate(
     A trace the leak gate flags (PII or a secret left after redaction) is quarantined, listed by id
     and entity type, and the run goes on (exit 0 with a warning); with redact.leak_gate: fail it
     stops the run (exit 3). A train/holdout leak (exit 4) stops the run with the trace ids.
-    An empty store (nothing ingested yet) is an error (exit 2)."""
-    summary = _run_curate(db, config, out)
+    An empty store (nothing ingested yet) is an error (exit 2).
+
+    Each stage reads the store in partitions and only works on traces it has no stored result
+    for, so a run after new traces arrived costs what the new traces cost."""
+    summary = _run_curate(db, config, out, partition_rows)
     if as_json:
         emit_json({"db": str(db), **summary})
-        if summary.get("leak_gate", {}).get("leaks"):
-            leak_warning(summary["leak_gate"])
+        if summary["stages"]["leak_gate"]["detail"].get("leaks"):
+            leak_warning(summary["stages"]["leak_gate"]["detail"])
     else:
         curate_summary(summary)
 
 
-def _run_curate(db: Path, config: Path | None, out: Path | None) -> dict[str, Any]:
+def _run_curate(db: Path, config: Path | None, out: Path | None, partition_rows: int | None = None) -> dict[str, Any]:
     """Run the curation pipeline on the store at `db`; exit 3 on a leak-gate stop, 4 on split leakage, else 2."""
     from curation import curate as curate_lib
     from curation.leakgate import LeakError
@@ -99,8 +117,14 @@ def _run_curate(db: Path, config: Path | None, out: Path | None) -> dict[str, An
 
     try:
         cfg = load_config(config)
-        with Store(db) as store, err.status("curating: dedupe, redact, leak gate, rules, split, export..."):
-            return curate_lib.run(store, cfg, out)
+        if partition_rows:
+            cfg.curate.partition_rows = partition_rows
+        with Store(db) as store, err.status("curating...") as status:
+
+            def progress(stage: str, done: int, parts: int) -> None:
+                status.update(f"curating: {stage}, {done:,} traces ({parts} partitions)")
+
+            return curate_lib.run(store, cfg, out, progress)
     except LeakError as exc:
         fail(str(exc), code=3)
     except LeakageError as exc:

@@ -1,0 +1,52 @@
+"""The `decisions` table: one row per trace of the store, written at the end of a curation run from
+the stages' own tables: kept (with its side and group) or dropped by the first stage that dropped it."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from curation.stage import Stage
+from curation.store import Store
+from schemas.config import Config, config_hash
+
+
+def record(store: Store, stages: list[Stage], cfg: Config) -> None:
+    """Rewrite `decisions` for every trace: each stage's drops among its input, then the split's keeps;
+    a trace no stage accounts for (a run cut short) is `curate:not_reached`."""
+    drops = " UNION ALL ".join(
+        f"SELECT trace_id, '{s.name}' AS stage, 'drop' AS verdict, reason, coalesce(detail, '{{}}') AS detail "
+        f"FROM ({s.dropped()})"
+        for s in stages
+    )
+    last = stages[-1]
+    keeps = (
+        "SELECT s.trace_id, 'split', 'keep', NULL, json_object('split', s.split, 'group', s.group_key)::VARCHAR "
+        f"FROM splits s SEMI JOIN ({last.upstream}) u ON s.trace_id = u.trace_id"
+    )
+    with store.transaction() as con:
+        con.execute("DELETE FROM decisions")
+        con.execute(
+            "INSERT INTO decisions (trace_id, stage, verdict, reason, detail, config_hash) "
+            f"SELECT trace_id, stage, verdict, reason, detail, ? FROM ({drops} UNION ALL {keeps}) "
+            "QUALIFY row_number() OVER (PARTITION BY trace_id ORDER BY verdict = 'keep') = 1",
+            [config_hash(cfg)],
+        )
+        con.execute(
+            "INSERT INTO decisions (trace_id, stage, verdict, reason, detail, config_hash) SELECT trace_id, 'curate', "
+            "'drop', 'not_reached', '{}', ? FROM traces WHERE trace_id NOT IN (SELECT trace_id FROM decisions)",
+            [config_hash(cfg)],
+        )
+
+
+def reasons_by_stage(store: Store) -> dict[str, dict[str, int]]:
+    """stage -> reason code -> count of the drops in `decisions` and the ingest quarantine."""
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for stage, reason, n in store.con.execute(
+        "SELECT stage, reason, count(*) FROM decisions WHERE verdict = 'drop' GROUP BY ALL ORDER BY ALL"
+    ).fetchall():
+        out[stage][reason] = n
+    for code, n in store.con.execute(
+        "SELECT code, count(*) FROM quarantine WHERE stage = 'ingest' GROUP BY ALL ORDER BY ALL"
+    ).fetchall():
+        out["ingest"][code] = n
+    return dict(out)

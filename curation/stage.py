@@ -1,0 +1,188 @@
+"""The stage contract every curation stage follows (datatrove's pipeline steps are the model).
+
+A stage reads the traces the stages before it kept, in partitions of at most `curate.partition_rows`
+traces, and writes its results for one partition before it reads the next, so memory does not grow
+with the store. Work done by an earlier run is not redone: a stage only reads the traces it has no
+result for (`pending`). Per partition the base calls `prepare` (lookups in the store, flow process
+only), `process` (the one entry point over a partition: no store access, so it can run anywhere) and
+`write` (one transaction); then `finish` does the stage's cross-trace work in the database, and
+`tally` counts the stage's outcome over its whole input: one `StageStats` shape for every stage,
+which the CLI table, the flow's artifacts and the report all render (`curation.funnel`)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from curation.store import Store
+from schemas.config import Config
+
+
+class StageError(RuntimeError):
+    """A stage broke its contract (an undeclared reason code, counts that do not add up)."""
+
+
+@dataclass
+class StageStats:
+    """What one stage did: traces in, kept, dropped by reason code, seconds; `processed` traces were
+    worked on in this run (the others reused stored results); `detail` holds stage-specific counts."""
+
+    stage: str
+    traces_in: int = 0
+    kept: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+    processed: int = 0
+    partitions: int = 0
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: {"stage", "in", "kept", "dropped", "seconds", "processed", "partitions", "detail"}."""
+        return {
+            "stage": self.stage,
+            "in": self.traces_in,
+            "kept": self.kept,
+            "dropped": dict(sorted(self.dropped.items())),
+            "seconds": round(self.seconds, 3),
+            "processed": self.processed,
+            "partitions": self.partitions,
+            "detail": self.detail,
+        }
+
+
+Tally = tuple[int, Counter[str]]  # (traces in, dropped by reason); kept = in - dropped
+
+
+class Stage:
+    """Base of the curation stages. Subclasses set `name` and `reasons` (the drop reason codes the stage
+    may give) and override what they need; the default is a stage with no per-trace work."""
+
+    name: ClassVar[str] = ""
+    reasons: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, cfg: Config, upstream: str = "SELECT trace_id FROM traces") -> None:
+        """`upstream`: SQL selecting the ids of the traces that reach this stage (kept by the ones before)."""
+        self.cfg = cfg
+        self.upstream = upstream
+
+    def drops(self) -> str:
+        """SQL (trace_id, reason, detail) of the traces this stage drops, possibly beyond its input
+        (the base restricts it); detail is a JSON text or NULL."""
+        return "SELECT NULL::VARCHAR AS trace_id, NULL::VARCHAR AS reason, NULL::VARCHAR AS detail WHERE false"
+
+    def output(self) -> str:
+        """SQL selecting the ids this stage keeps: its input less its drops (the next stage's input)."""
+        return (
+            f"SELECT trace_id FROM ({self.upstream}) WHERE trace_id NOT IN "
+            f"(SELECT trace_id FROM ({self.drops()}) WHERE trace_id IS NOT NULL)"
+        )
+
+    def dropped(self) -> str:
+        """SQL (trace_id, reason, detail) of the drops among this stage's input."""
+        return f"SELECT d.* FROM ({self.drops()}) d SEMI JOIN ({self.upstream}) i ON d.trace_id = i.trace_id"
+
+    def declared(self) -> tuple[str, ...]:
+        """The reason codes this stage may give (the base rejects any other)."""
+        return self.reasons
+
+    def pending(self) -> tuple[str, list[Any]] | None:
+        """SQL (and parameters) selecting the trace ids this run must work on; None: no per-trace work."""
+        return None
+
+    def columns(self) -> str:
+        """SQL select list over `traces t` (joined with the pending ids) that `process` reads."""
+        return "t.trace_id"
+
+    def joins(self) -> str:
+        """Extra joins after `traces t` for `columns`."""
+        return ""
+
+    def session(self) -> AbstractContextManager[Any]:
+        """Resources shared by the partitions of one run (a worker pool); entered once per run."""
+        return nullcontext()
+
+    def prepare(self, store: Store, part: pa.Table) -> Any:
+        """Lookups for one partition in the store (runs in the process that owns the database)."""
+        return None
+
+    def process(self, part: pa.Table, prepared: Any, resources: Any) -> Any:
+        """The work on one partition; must not touch the store."""
+        return None
+
+    def write(self, store: Store, out: Any) -> None:
+        """Store the result of one partition (called inside a transaction)."""
+
+    def finish(self, store: Store) -> dict[str, Any]:
+        """Cross-trace work after all partitions (in the database); returns detail counts."""
+        return {}
+
+    def tally(self, store: Store) -> Tally:
+        """(traces in, dropped by reason) over the stage's whole input."""
+        row = store.con.execute(f"SELECT count(*) FROM ({self.upstream})").fetchone()
+        reasons = store.con.execute(f"SELECT reason, count(*) FROM ({self.dropped()}) GROUP BY ALL").fetchall()
+        return (int(row[0]) if row else 0), Counter({str(r): int(n) for r, n in reasons})
+
+
+def rows(part: pa.Table) -> Iterator[tuple[Any, ...]]:
+    """The rows of a partition as tuples, in column order."""
+    return zip(*(c.to_pylist() for c in part.columns), strict=True)
+
+
+def partitions(store: Store, stage: Stage, rows: int) -> Iterator[pa.Table]:
+    """The pending traces of a stage, `rows` at a time in trace-id order, each with the stage's columns."""
+    query = stage.pending()
+    if query is None:
+        return
+    sql, params = query
+    con = store.con
+    con.execute("DROP TABLE IF EXISTS _pending")
+    con.execute(
+        f"CREATE TEMP TABLE _pending AS SELECT trace_id, row_number() OVER (ORDER BY trace_id) - 1 AS k FROM ({sql})",
+        params,
+    )
+    row = con.execute("SELECT count(*) FROM _pending").fetchone()
+    total = int(row[0]) if row else 0
+    try:
+        for start in range(0, total, rows):
+            yield store.arrow(
+                f"SELECT {stage.columns()} FROM _pending p JOIN traces t USING (trace_id) {stage.joins()} "
+                "WHERE p.k >= ? AND p.k < ? ORDER BY t.trace_id",
+                [start, start + rows],
+            )
+    finally:
+        con.execute("DROP TABLE IF EXISTS _pending")
+
+
+Progress = Callable[[str, int, int], None]  # (stage, traces done, partitions done)
+
+
+def run(stage: Stage, store: Store, progress: Progress | None = None) -> StageStats:
+    """Run one stage over its pending partitions, then its cross-trace step; returns its counts."""
+    started = time.perf_counter()
+    stats = StageStats(stage.name)
+    with stage.session() as resources:
+        for part in partitions(store, stage, stage.cfg.curate.partition_rows):
+            prepared = stage.prepare(store, part)
+            out = stage.process(part, prepared, resources)
+            with store.transaction():
+                stage.write(store, out)
+            stats.processed += part.num_rows
+            stats.partitions += 1
+            if progress:
+                progress(stage.name, stats.processed, stats.partitions)
+    stats.detail = stage.finish(store)
+    stats.traces_in, stats.dropped = stage.tally(store)
+    stats.kept = stats.traces_in - sum(stats.dropped.values())
+    undeclared = sorted(set(stats.dropped) - set(stage.declared()))
+    if undeclared:
+        raise StageError(f"stage {stage.name} gave reason code(s) it does not declare: {', '.join(undeclared)}")
+    if stats.kept < 0:
+        raise StageError(f"stage {stage.name} dropped more traces than it read ({stats.traces_in})")
+    stats.seconds = time.perf_counter() - started
+    return stats
