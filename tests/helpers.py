@@ -180,3 +180,10 @@ def write_training_run(adapter_dir: Path, name: str, version: int, run_id: str) 
         wall_seconds=1.0,
         versions={},
     ).write(adapter_dir / "training_run.json")
+
+
+def run_stages(store: Any, cfg: Any, *names: str) -> dict[str, dict]:
+    """Run the named curation stages in order (those before them must have run); their stats by name."""
+    from curation import curate
+
+    return {name: curate.run_stage(store, cfg, name) for name in names}

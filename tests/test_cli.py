@@ -91,8 +91,11 @@ def test_curate_json_summary_and_leak_exit_code(tmp_path):
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert out["dataset"]["version"] == 1 and (tmp_path / "ds" / "latest" / "manifest.json").is_file()
-    assert out["dedupe"]["exact_duplicates"] == 1 and out["redact"]["entities"]["SECRET"] == 1
-    assert out["leak_gate"] == {"mode": "quarantine", "checked": 1, "leaks": 0, "quarantined": []}
+    stages = out["stages"]
+    assert (
+        stages["dedupe"]["dropped"] == {"exact_duplicate": 1} and stages["redact"]["detail"]["entities"]["SECRET"] == 1
+    )
+    assert stages["leak_gate"]["detail"] == {"mode": "quarantine", "leaks": 0, "listed": []}
     cfg = tmp_path / "nosecrets.yaml"
     cfg.write_text("redact:\n  entities: [PERSON]\n  leak_gate: fail\n")
     leak = run("curate", "--db", str(db), "--config", str(cfg), "--out", str(tmp_path / "ds"))

@@ -39,9 +39,10 @@ def test_curate_flow_runs_the_stages_and_publishes_pii_counts(tmp_path):
     src = write_jsonl(tmp_path / "in.jsonl", recs)
     summary = curate_flow([str(src)], str(tmp_path / "c.duckdb"), str(DEMO_CONFIG), out=str(tmp_path / "ds"))
     assert summary["ingest"]["accepted"] == 2
-    assert summary["dedupe"]["exact_duplicates"] == 1 and summary["redact"]["redacted"] == 1
-    assert summary["leak_gate"] == {"mode": "quarantine", "checked": 1, "leaks": 0, "quarantined": []}
-    assert summary["dataset"]["version"] == 1 and summary["filter"]["reasons"] == {"schema_mismatch": 1}
+    stages = summary["stages"]
+    assert stages["dedupe"]["dropped"] == {"exact_duplicate": 1} and stages["redact"]["kept"] == 1
+    assert stages["leak_gate"]["detail"] == {"mode": "quarantine", "leaks": 0, "listed": []}
+    assert summary["dataset"]["version"] == 1 and stages["filter"]["dropped"] == {"schema_mismatch": 1}
     assert (tmp_path / "ds" / "v0001" / "report.html").is_file()
     funnel = Artifact.get("curation-summary")
     assert funnel is not None and "Dataset version 1" in funnel.data
@@ -64,7 +65,7 @@ def test_curate_flow_publishes_the_leak_gate_quarantine_and_goes_on(tmp_path):
     cfg.write_text("redact:\n  entities: [PERSON]\n  workers: 1\nsplit:\n  min_holdout: 0\n")
     src = write_jsonl(tmp_path / "in.jsonl", recs)
     summary = curate_flow([str(src)], str(tmp_path / "c.duckdb"), str(cfg), out=str(tmp_path / "ds"))
-    assert summary["leak_gate"]["leaks"] == 1 and summary["dataset"]["version"] == 1
+    assert summary["stages"]["leak_gate"]["detail"]["leaks"] == 1 and summary["dataset"]["version"] == 1
     assert summary["train"] + summary["holdout"] == 1
     listed = Artifact.get("leak-gate-quarantine")
     assert listed is not None and "openai_chat:card" in listed.data and "CREDIT_CARD" in listed.data

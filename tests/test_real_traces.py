@@ -88,7 +88,7 @@ def test_the_defaults_keep_varied_traces_with_their_own_system_prompts(store, tm
     stats = ingest(store, [str(tmp_path / "in")])
     assert stats.quarantined == 0 and stats.accepted == 14
     summary = curate.run(store, fast(Config()), tmp_path / "ds")
-    assert summary["filter"]["reasons"] == {} and summary["export_checks"]["reasons"] == {}
+    assert summary["stages"]["filter"]["dropped"] == {} and summary["stages"]["export"]["dropped"] == {}
     assert summary["train"] + summary["holdout"] == 14
     rows_out = [
         orjson.loads(line)
@@ -125,9 +125,9 @@ def test_leak_gate_quarantines_a_miss_and_the_run_writes_a_dataset(store, tmp_pa
     cfg = fast(Config(redact=RedactConfig(entities=["PERSON", "EMAIL_ADDRESS"])))  # cards are not redacted
     cfg.split.min_holdout = 0
     summary = curate.run(store, cfg, tmp_path / "ds")
-    gate = summary["leak_gate"]
+    gate = summary["stages"]["leak_gate"]["detail"]
     assert gate["mode"] == "quarantine" and gate["leaks"] == 1
-    assert gate["quarantined"] == [{"trace_id": "openai_chat:card", "types": ["CREDIT_CARD"]}]
+    assert gate["listed"] == [{"trace_id": "openai_chat:card", "types": ["CREDIT_CARD"]}]
     assert rows(store, "SELECT stage, reason FROM decisions WHERE trace_id = 'openai_chat:card'") == [
         ("leak_gate", "CREDIT_CARD")
     ]
@@ -141,7 +141,7 @@ def test_leak_gate_quarantines_a_miss_and_the_run_writes_a_dataset(store, tmp_pa
     assert "openai_chat:card" in report and "4539" not in report
     # the redactor fixed: the trace comes back, nothing stays quarantined
     again = curate.run(store, fast(Config()), tmp_path / "ds")
-    assert again["leak_gate"]["leaks"] == 0 and again["train"] + again["holdout"] == 3
+    assert again["stages"]["leak_gate"]["detail"]["leaks"] == 0 and again["train"] + again["holdout"] == 3
     assert rows(store, "SELECT count(*) FROM quarantine WHERE stage = 'leak_gate'") == [(0,)]
 
 
@@ -153,7 +153,7 @@ def test_cli_leak_gate_warns_and_exits_0_and_fail_mode_exits_3(tmp_path):
     p = run("curate", "--db", db, "--config", str(cfg), "--out", str(tmp_path / "ds"))
     assert p.returncode == 0, p.stderr
     assert "warning" in p.stderr and "openai_chat:card: CREDIT_CARD" in p.stderr and "4539" not in p.stderr + p.stdout
-    assert "quarantined 1" in p.stdout and "new version 1" in p.stdout
+    assert "CREDIT_CARD 1" in p.stdout and "new version 1" in p.stdout
     cfg.write_text("redact:\n  entities: [PERSON]\n  workers: 1\n  leak_gate: fail\n")
     failed = run("curate", "--db", db, "--config", str(cfg), "--out", str(tmp_path / "ds"))
     assert failed.returncode == 3 and "openai_chat:card: CREDIT_CARD" in failed.stderr

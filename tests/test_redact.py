@@ -10,13 +10,13 @@ import sys
 import orjson
 import pytest
 
-from curation import curate, dedupe, redact
+from curation import curate, redact
 from curation.fields import exported_fields
 from curation.ingest.run import ingest
 from curation.leakgate import LeakError
 from schemas.config import Config, RedactConfig
 from tests.conftest import FIXTURES, ROOT, rows
-from tests.helpers import chat_log, convo, write_jsonl
+from tests.helpers import chat_log, convo, run_stages, write_jsonl
 
 CFG = RedactConfig(custom_entities={"ORDER_ID": r"\bNW-\d{6}\b"}, allowlist=["support@northwind.example"], workers=1)
 
@@ -150,15 +150,20 @@ def test_redact_stage_writes_tables_without_original_values(store, tmp_path):
     email = "Hi, this is Maria Garcia, my card 4111 1111 1111 1111 was charged twice. maria.g@example.com"
     recs = [chat_log("a", convo(email), '{"priority": "urgent", "summary": "Maria Garcia double charged"}')]
     ingest(store, [write_jsonl(tmp_path / "r.jsonl", recs)])
-    dedupe.run(store)
-    stats = redact.run(store, CFG)
-    assert stats.redacted == 1 and {"PERSON", "CREDIT_CARD", "EMAIL_ADDRESS"} <= set(stats.entities)
+    stats = run_stages(store, Config(redact=CFG), "dedupe", "redact")["redact"]
+    assert stats["kept"] == 1 and {"PERSON", "CREDIT_CARD", "EMAIL_ADDRESS"} <= set(stats["detail"]["entities"])
     (messages,) = rows(store, "SELECT messages FROM redacted_messages")[0]
     assert "4111" not in messages and "Maria" not in messages and "<CREDIT_CARD_1>" in messages
     dump = json.dumps(rows(store, "SELECT * FROM redactions"))
     assert "4111" not in dump and "Maria" not in dump and "example.com" not in dump
-    again = redact.run(store, CFG)
-    assert (again.redacted, again.already_redacted) == (0, 1)  # incremental: nothing to redo
+    again = run_stages(store, Config(redact=CFG), "dedupe", "redact")["redact"]
+    assert (again["processed"], again["kept"]) == (0, 1)  # incremental: nothing to redo
+    n_found = rows(store, "SELECT count(*) FROM pii_findings")[0][0]
+    store.con.execute("DELETE FROM redacted_messages")
+    redone = run_stages(store, Config(redact=CFG), "redact")["redact"]
+    assert redone["processed"] == 1 and redone["detail"]["analyzed"] == 0  # findings come from the text cache
+    assert rows(store, "SELECT count(*) FROM pii_findings")[0][0] == n_found
+    assert "4111" not in json.dumps(rows(store, "SELECT * FROM pii_findings"))  # offsets and types, never values
 
 
 def test_leak_gate_stops_curation_on_a_secret_the_redactor_missed(store, tmp_path):
@@ -168,7 +173,8 @@ def test_leak_gate_stops_curation_on_a_secret_the_redactor_missed(store, tmp_pat
     with pytest.raises(LeakError, match=r"openai_chat:k: SECRET"):
         curate.run(store, cfg)
     summary = curate.run(store, Config(redact=CFG))  # with SECRET redaction on, it passes
-    assert summary["leak_gate"] == {"mode": "quarantine", "checked": 1, "leaks": 0, "quarantined": []}
+    gate = summary["stages"]["leak_gate"]
+    assert (gate["in"], gate["kept"], gate["detail"]) == (1, 1, {"mode": "quarantine", "leaks": 0, "listed": []})
 
 
 def test_no_planted_pii_survives_in_the_sample_data(curated_samples):
@@ -193,5 +199,6 @@ def test_no_planted_pii_survives_in_the_sample_data(curated_samples):
             if pattern.search(text):
                 survivors.setdefault(kind, trace_id)
     assert survivors == {}
-    assert summary["redact"]["quarantined"] == 0 and summary["leak_gate"]["leaks"] == 0
-    assert summary["redact"]["redacted"] == summary["dedupe"]["kept"]
+    stages = summary["stages"]
+    assert stages["redact"]["dropped"] == {} and stages["leak_gate"]["detail"]["leaks"] == 0
+    assert stages["redact"]["kept"] == stages["dedupe"]["kept"]

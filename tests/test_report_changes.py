@@ -139,7 +139,7 @@ def test_the_review_drop_is_in_the_funnel_and_the_counts_reconcile(versions) -> 
     assert stages.index("leak gate") < stages.index("review") < stages.index("filter")
     assert review["in"] - review["out"] == 1
     filt = next(f for f in p["funnel"] if f["stage"] == "filter")
-    assert filt["in"] == review["out"] == versions["summary"]["filter"]["traces"]
+    assert filt["in"] == review["out"] == versions["summary"]["stages"]["filter"]["in"]
     assert p["reconciled"] is True
     assert m["reasons"]["review"] == {"excluded_by_review": 1} == p["reasons"]["review"]
     assert m["counts"]["after_review"] == review["out"]

@@ -44,16 +44,12 @@ def test_funnel_drop_reasons_cluster_section_and_summary_agree(sample_version) -
     by_reason = dups["dropped_by_reason"]
     assert set(by_reason) == set(REASONS) and all(by_reason[r] > 0 for r in REASONS)
     assert by_reason == {r: p["reasons"]["dedupe"][r] for r in REASONS} == sample_version["decided"]
-    d = summary["dedupe"]
-    assert by_reason == {
-        "exact_duplicate": d["exact_duplicates"],
-        "near_duplicate": d["near_duplicates"],
-        "prefix_of": d["prefix_of"],
-    }
+    d = summary["stages"]["dedupe"]
+    assert by_reason == d["dropped"]
     funnel = next(f for f in p["funnel"] if f["stage"] == "dedupe")
     assert funnel["in"] - funnel["out"] == dups["dropped"] + dups["quarantined"] == sum(p["reasons"]["dedupe"].values())
     assert funnel["out"] == d["kept"] == p["funnel_counts"]["after_dedupe"]
-    assert dups["clusters"] == d["clusters"] == sum(dups["sizes"].values())
+    assert dups["clusters"] == d["detail"]["clusters"] == sum(dups["sizes"].values())
     assert sum(int(k) * n for k, n in dups["sizes"].items()) == dups["clusters"] + dups["dropped"]
     assert p["reconciled"] is True
 

@@ -17,6 +17,7 @@ from curation.ingest import formats
 from curation.ingest.adapters.langsmith import RunHalf, merge, parse_run
 from curation.ingest.normalize import RecordError
 from curation.ingest.readers import Problem, RawRecord, Span, read_span
+from curation.ingest.rows import fast_row
 from curation.ingest.shapes import tool_roles
 from schemas.trace import Feedback, Message, Trace, describe_errors
 
@@ -109,29 +110,31 @@ def build_row(rec: dict[str, Any], fmt: str, file: str, line: int, raw_key: str)
         raise RecordError("no_messages", "messages: the record holds no conversation messages")
     source_id = _str(rec.get("source_id"))
     meta = {k: v for k, v in (rec.get("metadata") or {}).items() if v is not None}
+    fields = {
+        "trace_id": f"{fmt}:{source_id}" if source_id else f"{fmt}:sha:{raw_key}",
+        "source_format": fmt,
+        "source_file": file,
+        "source_line": line,
+        "content_hash": "",
+        "session_id": _str(rec.get("session_id")),
+        "user_id": _str(rec.get("user_id")),
+        "created_at": rec.get("created_at"),
+        "model": _str(rec.get("model")),
+        "tags": rec.get("tags") or [],
+        "metadata": meta,
+        "messages": tool_roles(rec["messages"], rec.get("tools")),
+        "tools": rec.get("tools"),
+        "finish_reason": _str(rec.get("finish_reason")),
+        "error": _str(rec.get("error")),
+        "latency_ms": rec.get("latency_ms"),
+        "usage": {k: v for k, v in (rec.get("usage") or {}).items() if v is not None},
+        "feedback": rec.get("feedback") or [],
+    }
+    row = fast_row(fields, fields["messages"])
+    if row is not None:
+        return row
     try:
-        trace = Trace.model_validate(
-            {
-                "trace_id": f"{fmt}:{source_id}" if source_id else f"{fmt}:sha:{raw_key}",
-                "source_format": fmt,
-                "source_file": file,
-                "source_line": line,
-                "content_hash": "",
-                "session_id": _str(rec.get("session_id")),
-                "user_id": _str(rec.get("user_id")),
-                "created_at": rec.get("created_at"),
-                "model": _str(rec.get("model")),
-                "tags": rec.get("tags") or [],
-                "metadata": meta,
-                "messages": tool_roles(rec["messages"], rec.get("tools")),
-                "tools": rec.get("tools"),
-                "finish_reason": _str(rec.get("finish_reason")),
-                "error": _str(rec.get("error")),
-                "latency_ms": rec.get("latency_ms"),
-                "usage": {k: v for k, v in (rec.get("usage") or {}).items() if v is not None},
-                "feedback": rec.get("feedback") or [],
-            }
-        )
+        trace = Trace.model_validate(fields)
     except ValidationError as exc:
         unknown_role = any(e["loc"][-1] == "role" and e["type"] == "literal_error" for e in exc.errors())
         raise RecordError("unknown_role" if unknown_role else "schema_error", describe_errors(exc)) from None

@@ -125,28 +125,28 @@ class _FileWriter:
             self.store.con.execute("ROLLBACK")
 
     def _insert_rows(self, con: Any, table: pa.Table) -> None:
-        con.register("_ingest_batch", table)
-        try:
-            stored = dict(
-                con.execute(
-                    "SELECT b.trace_id, t.content_hash FROM (SELECT DISTINCT trace_id FROM _ingest_batch) b "
-                    "JOIN traces t USING (trace_id)"
-                ).fetchall()
-            )
-            if not stored and pc.count_distinct(table.column("trace_id")).as_py() == table.num_rows:
-                # the common case: every row is new, no Python loop over the rows
-                con.execute(f"INSERT INTO traces ({', '.join(COLUMNS)}) SELECT * FROM _ingest_batch")
-                self.counts["accepted"] += table.num_rows
-                for fmt in pc.value_counts(table.column("source_format")).to_pylist():
-                    self.stats.by_format[fmt["values"]] += fmt["counts"]
-                    self.formats.add(fmt["values"])
-                return
-            keep = self._sort_out(table, stored)
-            con.register("_ingest_new", table.filter(pa.array(keep)))
-            con.execute(f"INSERT INTO traces ({', '.join(COLUMNS)}) SELECT * FROM _ingest_new")
-        finally:
-            con.unregister("_ingest_batch")
-            con.unregister("_ingest_new")
+        # Through a relation rather than `con.register`: a registered table stays referenced (its
+        # Arrow buffers alive) until the transaction ends, which would hold the whole file in memory.
+        batch = con.from_arrow(table)
+        stored = dict(
+            batch.query(
+                "_ingest_batch",
+                "SELECT b.trace_id, t.content_hash FROM (SELECT DISTINCT trace_id FROM _ingest_batch) b "
+                "JOIN traces t USING (trace_id)",
+            ).fetchall()
+        )
+        if not stored and pc.count_distinct(table.column("trace_id")).as_py() == table.num_rows:
+            # the common case: every row is new, no Python loop over the rows
+            batch.query("_ingest_batch", f"INSERT INTO traces ({', '.join(COLUMNS)}) SELECT * FROM _ingest_batch")
+            self.counts["accepted"] += table.num_rows
+            for fmt in pc.value_counts(table.column("source_format")).to_pylist():
+                self.stats.by_format[fmt["values"]] += fmt["counts"]
+                self.formats.add(fmt["values"])
+            return
+        keep = self._sort_out(table, stored)
+        con.from_arrow(table.filter(pa.array(keep))).query(
+            "_ingest_new", f"INSERT INTO traces ({', '.join(COLUMNS)}) SELECT * FROM _ingest_new"
+        )
 
     def _sort_out(self, table: pa.Table, stored: dict[str, str]) -> list[bool]:
         """Rows to insert; the others are counted as already present or quarantined as `duplicate_id`."""
