@@ -168,7 +168,9 @@ def run_ours(texts: list[str]) -> list[list[tuple]]:
     from curation import redact
     from schemas.config import RedactConfig
 
-    found = redact.analyze_texts(texts, RedactConfig())
+    cfg = RedactConfig()
+    with redact.analyzer_pool(cfg) as pool:
+        found = redact.analyze_texts(texts, cfg, pool.get(len(texts)))
     return [
         [(f[0], f[1], f[2]) for raw in fs if (f := redact.clean(raw, t))] for t, fs in zip(texts, found, strict=True)
     ]

@@ -6,8 +6,10 @@ survivor policy reads), its message-prefix keys in `dup_prefixes` and its band k
 a later run only hashes new traces. Then the clusters are found over the whole store in the
 database: exact groups and prefix chains by joins on the keys, near-duplicate candidates by a join
 on band keys, verified pair by pair, connected over the pairs only. `dup_clusters` holds one row
-per trace in a cluster of two or more; `dup_kept` the survivors, which keep winning against new
-copies in later runs (datasets stay stable)."""
+per trace in a cluster of two or more. The survivor follows the policy over the whole store, so a
+run after new traces keeps what a run from scratch would; a cluster is named after its earliest
+member, so its name (the split's group of a trace without session or user) stays when a better
+copy arrives and takes over."""
 
 from __future__ import annotations
 
@@ -128,10 +130,10 @@ POLICY: dict[str, Callable[[tuple[Any, ...]], Any]] = {  # over (trace_id, n_mes
 }
 
 
-def policy_key(rules: list[str], sticky: set[str]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
-    """Sort key of a cluster member row: the survivor sorts first; traces kept by earlier runs win."""
+def policy_key(rules: list[str]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """Sort key of a cluster member row: the survivor sorts first (ties: the lowest trace id)."""
     chosen = [POLICY[r] for r in rules]
-    return lambda r: (r[0] not in sticky, *(k(r) for k in chosen), r[0])
+    return lambda r: (*(k(r) for k in chosen), r[0])
 
 
 class DedupeStage(Stage):
@@ -224,9 +226,7 @@ class DedupeStage(Stage):
             f"k.created FROM dup_keys k SEMI JOIN ({self.upstream}) u ON k.trace_id = u.trace_id WHERE k.params = ?",
             [self.params],
         )
-        sticky = {r[0] for r in con.execute("SELECT trace_id FROM dup_kept SEMI JOIN _dk USING (trace_id)").fetchall()}
-        key = policy_key(list(self.dc.survivor), sticky)
-        plain = policy_key(list(self.dc.survivor), set())
+        key = policy_key(list(self.dc.survivor))
         dropped: dict[str, tuple[str, str, float | None]] = {}  # trace -> (kind, representative, similarity)
         counts = Counter[str]()
         groups: dict[str, list[tuple[Any, ...]]] = {}
@@ -236,7 +236,7 @@ class DedupeStage(Stage):
         ).fetchall():
             groups.setdefault(r[5], []).append(r)
         for members in groups.values():
-            counts["sticky_kept"] += self._collapse(members, "exact_duplicate", key, plain, dropped, {})
+            self._collapse(members, "exact_duplicate", key, dropped, {})
         self._exclude(store, dropped)
         if self.dc.prefix_collapse:
             for short, long in con.execute(
@@ -248,7 +248,7 @@ class DedupeStage(Stage):
                 dropped[short] = ("prefix_of", long, None)
             self._exclude(store, dropped)
         if self.dc.near:
-            counts["candidate_pairs"], counts["verified_pairs"] = self._near(store, key, plain, dropped, counts)
+            counts["candidate_pairs"], counts["verified_pairs"] = self._near(store, key, dropped)
         counts["clusters"] = self._write(store, dropped)
         con.execute("DROP TABLE IF EXISTS _dk")
         counts["bands"], counts["rows"] = self.bands, self.rows
@@ -259,16 +259,13 @@ class DedupeStage(Stage):
         members: list[tuple[Any, ...]],
         kind: str,
         key: Callable[[tuple[Any, ...]], Any],
-        plain: Callable[[tuple[Any, ...]], Any],
         dropped: dict[str, tuple[str, str, float | None]],
         sims: dict[str, float],
-    ) -> int:
-        """Drop all members of one cluster but the survivor; returns 1 when a sticky earlier survivor won
-        where the policy alone would have kept another member."""
+    ) -> None:
+        """Drop all members of one cluster but the survivor."""
         members = sorted(members, key=key)
         for r in members[1:]:
             dropped[r[0]] = (kind, members[0][0], 1.0 if kind == "exact_duplicate" else sims.get(r[0]))
-        return int(min(members, key=plain)[0] != members[0][0])
 
     @staticmethod
     def _exclude(store: Store, dropped: dict[str, tuple[str, str, float | None]]) -> None:
@@ -281,9 +278,7 @@ class DedupeStage(Stage):
         self,
         store: Store,
         key: Callable[[tuple[Any, ...]], Any],
-        plain: Callable[[tuple[Any, ...]], Any],
         dropped: dict[str, tuple[str, str, float | None]],
-        counts: Counter[str],
     ) -> tuple[int, int]:
         members = "SELECT trace_id FROM _dk"
         lsh.ensure_bands(
@@ -316,7 +311,7 @@ class DedupeStage(Stage):
             comps.setdefault(label, []).append(attrs[node])
         rounded = {t: round(s, 4) for t, s in best.items()}
         for members_ in comps.values():
-            counts["sticky_kept"] += self._collapse(members_, "near_duplicate", key, plain, dropped, rounded)
+            self._collapse(members_, "near_duplicate", key, dropped, rounded)
         return pairs.num_rows, len(a)
 
     def _exact_similarity(self, store: Store, pairs: pa.Table) -> np.ndarray:
@@ -341,7 +336,8 @@ class DedupeStage(Stage):
         return out
 
     def _write(self, store: Store, dropped: dict[str, tuple[str, str, float | None]]) -> int:
-        """Point every dropped trace at the copy finally kept; rewrite `dup_clusters` and `dup_kept`."""
+        """Point every dropped trace at the copy finally kept and rewrite `dup_clusters`; a cluster is named
+        after its earliest-created member."""
         final: dict[str, str] = {}
         for t in sorted(dropped):
             rep = dropped[t][1]
@@ -352,10 +348,22 @@ class DedupeStage(Stage):
         for t in sorted(dropped):
             rep_kind.setdefault(final[t], dropped[t][0])
         ids = sorted(dropped) + sorted(rep_kind)
+        store.con.register("_members", pa.table({"trace_id": ids}))
+        created = dict(
+            store.con.execute(
+                "SELECT trace_id, created FROM dup_keys SEMI JOIN _members USING (trace_id) WHERE params = ?",
+                [self.params],
+            ).fetchall()
+        )
+        store.con.unregister("_members")
+        earliest: dict[str, tuple[float, str]] = {}
+        for t in ids:
+            rep = final.get(t, t)
+            earliest[rep] = min(earliest.get(rep, (created[t], t)), (created[t], t))
         table = pa.table(
             {
                 "trace_id": ids,
-                "cluster_id": [f"dup:{final.get(t, t)}" for t in ids],
+                "cluster_id": [f"dup:{earliest[final.get(t, t)][1]}" for t in ids],
                 "kind": [dropped[t][0] if t in dropped else rep_kind[t] for t in ids],
                 "representative": [final.get(t, t) for t in ids],
                 "similarity": pa.array([dropped[t][2] if t in dropped else None for t in ids], pa.float64()),
@@ -365,12 +373,6 @@ class DedupeStage(Stage):
         with store.transaction(_clusters=table) as con:
             con.execute("DELETE FROM dup_clusters")
             con.execute("INSERT INTO dup_clusters SELECT * FROM _clusters")
-            con.execute("DELETE FROM dup_kept")
-            con.execute(
-                f"INSERT INTO dup_kept SELECT trace_id FROM dup_keys SEMI JOIN ({self.upstream}) u USING (trace_id) "
-                "WHERE params = ? AND trace_id NOT IN (SELECT trace_id FROM _clusters WHERE reason IS NOT NULL)",
-                [self.params],
-            )
         return len(rep_kind)
 
     def drops(self) -> str:

@@ -5,11 +5,12 @@ Traces are joined into components by group key and by near-duplicate pairs (MinH
 `split.near_threshold`), and whole components go to one side. A trace assigned by an earlier run
 keeps its side (`splits` table), so successive adapters are evaluated on comparable holdouts; new
 components take the side of an already assigned member, else go to holdout when the salted hash of
-their group key falls below `holdout_fraction` (so each stratum keeps its share in expectation, and
-a component's side does not depend on which other traces the store holds). Past `max_holdout`
-rows, the holdout keeps its earliest-created components and later ones go to train; below
-`min_holdout`, the earliest-created train components move over. The leakage check then verifies
-that no group, duplicate cluster or near-duplicate pair spans both sides."""
+the group key of their earliest-created member falls below `holdout_fraction`. So each stratum
+keeps its share in expectation, and a component's side does not depend on which other traces the
+store holds. Past `max_holdout` rows, the holdout keeps its earliest-created components and later
+ones go to train; below `min_holdout`, the earliest-created train components move over. The
+leakage check then verifies that no group, duplicate cluster or near-duplicate pair spans both
+sides."""
 
 from __future__ import annotations
 
@@ -67,6 +68,7 @@ class SplitStats(StageStats):
     groups_train: int = 0
     groups_holdout: int = 0
     sticky: int = 0
+    sticky_overrides: int = 0  # rows whose earlier side differs from the one their group's hash gives now
     near_pairs: int = 0
     cross_pairs: int = 0
     strata: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -131,9 +133,9 @@ def assign(
     side: dict[int, str] = {}
     order: list[tuple[float, str, int, bool]] = []  # (created, hash order, root, holdout by hash)
     for root, idx in components.items():
-        key = min(members[i].group_key for i in idx)
+        # the component is known by its earliest-created member's group, which later arrivals do not change
+        created, key = min((_created(members[i]), members[i].group_key) for i in idx)
         h = group_hash(key, cfg.seed)
-        created = min((members[i].created for i in idx if members[i].created is not None), default=float("inf"))
         order.append((created, f"{h:.17f}{key}", root, h < cfg.holdout_fraction))
         earlier = [previous[members[i].trace_id] for i in idx if members[i].trace_id in previous]
         if earlier:
@@ -142,13 +144,14 @@ def assign(
     size = {root: len(idx) for root, idx in components.items()}
     holdout_rows = sum(size[r] for r, s in side.items() if s == HOLDOUT)
     # In order of creation, components whose hash falls below the fraction fill the holdout up to the cap;
-    # from the first one that does not fit (in this run or an earlier one), the rest go to train. So a run
-    # after new traces arrived decides as a run over the whole store from scratch would.
+    # from the first one that does not fit, the rest go to train (an earlier run's refusal counts while the
+    # holdout is still that full). So a run after new traces arrived decides as a run from scratch would.
     blocked = False
     fresh_train = []
     for _, _, root, by_hash in order:
         if root in side:
-            blocked |= by_hash and side[root] == TRAIN
+            blocked |= by_hash and side[root] == TRAIN and holdout_rows + size[root] > cfg.max_holdout
+            stats.sticky_overrides += size[root] * ((side[root] == HOLDOUT) != by_hash)
             continue
         fits = not blocked and holdout_rows + size[root] <= cfg.max_holdout
         side[root] = HOLDOUT if by_hash and fits else TRAIN
@@ -177,6 +180,10 @@ def assign(
     stats.holdout = n - stats.train
     stats.seconds = time.perf_counter() - started
     return out, stats
+
+
+def _created(m: Member) -> float:
+    return m.created if m.created is not None else float("inf")
 
 
 def _stratum(members: list[Member], idx: list[int], prefix: str) -> str:

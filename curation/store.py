@@ -259,8 +259,6 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
             signature BLOB NOT NULL
         );
         CREATE TABLE dup_prefixes (trace_id VARCHAR NOT NULL, params VARCHAR NOT NULL, prefix_key VARCHAR NOT NULL);
-        CREATE TABLE dup_kept (trace_id VARCHAR PRIMARY KEY);
-        INSERT INTO dup_kept SELECT trace_id FROM dup_signatures WHERE kept;
         DROP TABLE dup_signatures;
         CREATE TABLE lsh_bands (trace_id VARCHAR NOT NULL, layout VARCHAR NOT NULL, band SMALLINT NOT NULL,
                                 key UBIGINT NOT NULL);

@@ -1,5 +1,5 @@
 """Dedupe: exact copies, prefix chains and near-duplicates collapse as specified, the survivor
-follows the policy, and later runs keep earlier survivors."""
+follows the policy over the whole store, and a cluster keeps its name when a better copy arrives."""
 
 from __future__ import annotations
 
@@ -55,9 +55,11 @@ def test_exact_retries_collapse_to_one_survivor_by_policy(store, tmp_path):
     assert c["openai_chat:r1"] == ("exact_duplicate", "openai_chat:r3", "exact_duplicate", 1.0)
     assert c["openai_chat:r2"][1:3] == ("openai_chat:r3", "exact_duplicate")
     assert c["openai_chat:r3"][2] is None and "openai_chat:r4" not in c
-    # a later run with another policy keeps the copy an earlier run kept (datasets stay stable)
+    # a later run with another policy keeps another copy; the cluster keeps the name of its earliest member
     assert run(store, DedupeConfig(survivor=["newest"]))["kept"] == 2
-    assert clusters(store)["openai_chat:r2"][1] == "openai_chat:r3"
+    assert clusters(store)["openai_chat:r3"][1] == "openai_chat:r2"
+    names = rows(store, "SELECT DISTINCT cluster_id FROM dup_clusters")
+    assert names == [("dup:openai_chat:r1",)]
 
 
 def test_newest_policy_on_a_fresh_store(tmp_path):
@@ -124,7 +126,7 @@ def test_system_prompt_is_left_out_of_the_shingles_by_default(store, tmp_path):
     assert run(store, DedupeConfig(include_system=True))["dropped"] == {"near_duplicate": 1}
 
 
-def test_incremental_run_reuses_signatures_and_keeps_earlier_survivors(store, tmp_path):
+def test_incremental_run_reuses_signatures_and_decides_as_from_scratch(store, tmp_path):
     ingest(store, [write_jsonl(tmp_path / "day1.jsonl", [chat_log("old", convo(EMAIL), ANSWER, created=1)])])
     first = run(store, DedupeConfig())
     assert first["processed"] == 1 and first["kept"] == 1
@@ -132,9 +134,9 @@ def test_incremental_run_reuses_signatures_and_keeps_earlier_survivors(store, tm
     ingest(store, [write_jsonl(tmp_path / "day2.jsonl", [chat_log("new", convo(nightly), ANSWER, created=99)])])
     second = run(store, DedupeConfig(survivor=["newest"]))
     assert second["processed"] == 1  # only the new trace is hashed
-    # the newest-wins policy would pick "new", but "old" was already kept by an earlier run
-    assert clusters(store)["openai_chat:new"][1:3] == ("openai_chat:old", "near_duplicate")
-    assert second["detail"]["sticky_kept"] == 1  # counted: a from-scratch run would have kept "new"
+    # newest wins, as it would from scratch; the cluster is still named after "old" (the split's group)
+    assert clusters(store)["openai_chat:old"][1:3] == ("openai_chat:new", "near_duplicate")
+    assert rows(store, "SELECT DISTINCT cluster_id FROM dup_clusters") == [("dup:openai_chat:old",)]
     before = rows(store, "SELECT * FROM dup_clusters ORDER BY trace_id")
     run(store, DedupeConfig(survivor=["newest"]))
     assert rows(store, "SELECT * FROM dup_clusters ORDER BY trace_id") == before  # idempotent

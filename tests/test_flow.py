@@ -71,4 +71,4 @@ def test_curate_flow_publishes_the_leak_gate_quarantine_and_goes_on(tmp_path):
     assert listed is not None and "openai_chat:card" in listed.data and "CREDIT_CARD" in listed.data
     assert "4539" not in listed.data
     funnel = Artifact.get("curation-summary")
-    assert funnel is not None and "| leak gate | 2 | 1 | quarantined 1 |" in funnel.data
+    assert funnel is not None and "| leak gate | 2 | 1 | CREDIT_CARD 1 |" in funnel.data

@@ -205,7 +205,13 @@ def openai_messages(msgs: Any, where: str) -> list[dict[str, Any]]:
         return []
     if not isinstance(msgs, list):
         raise RecordError("schema_error", f"{where}: must be a list of messages (got {type(msgs).__name__})")
-    return [openai_message(m, f"{where}[{i}]") for i, m in enumerate(msgs)]
+    out = []
+    for i, m in enumerate(msgs):
+        if type(m) is dict and len(m) == 2 and type(m.get("content")) is str and m.get("role") in _CANONICAL:
+            out.append({"role": m["role"], "content": m["content"]})  # openai_message's common case, inlined
+        else:
+            out.append(openai_message(m, f"{where}[{i}]"))
+    return out
 
 
 def openai_tools(tools: Any, functions: Any = None) -> list[dict[str, Any]] | None:

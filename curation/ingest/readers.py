@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import ijson
+import numpy as np
 import orjson
 import zstandard
 
@@ -69,6 +70,12 @@ class Span:
     first_line: int
 
 
+def _newlines(block: bytes, start: int, end: int | None = None) -> int:
+    """`block.count(b"\\n", start, end)`, at about twice the speed (bytes.count does not use memchr)."""
+    view = np.frombuffer(block, np.uint8)[start:end]
+    return int(np.count_nonzero(view == 10))
+
+
 def scan(path: Path, span_bytes: int = 8 << 20) -> tuple[str, list[Span]]:
     """One pass over a file: its sha256, and line-aligned byte spans of about `span_bytes` each
     (used to parse an uncompressed JSONL file in parallel without shipping its lines around)."""
@@ -83,10 +90,10 @@ def scan(path: Path, span_bytes: int = 8 << 20) -> tuple[str, list[Span]]:
                 cut = block.find(b"\n", max(off, target))
                 if cut < 0:
                     break
-                lines_in_span += block.count(b"\n", off, cut + 1)
+                lines_in_span += _newlines(block, off, cut + 1)
                 spans.append(Span(start, pos + cut + 1, line))
                 line, lines_in_span, start, off = line + lines_in_span, 0, pos + cut + 1, cut + 1
-            lines_in_span += block.count(b"\n", off)
+            lines_in_span += _newlines(block, off)
             pos += len(block)
     if pos > start:
         spans.append(Span(start, pos, line))

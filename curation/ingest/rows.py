@@ -20,7 +20,6 @@ from schemas.trace import ROLES
 _ROLES = frozenset(ROLES)
 _MESSAGE_KEYS = frozenset(("role", "content", "name", "tool_calls", "tool_call_id", "weight"))
 _CALL_KEYS = frozenset(("id", "name", "arguments"))
-_USAGE_KEYS = frozenset(("input_tokens", "output_tokens"))
 _MAX_EXACT_FLOAT = 2**53
 
 
@@ -83,53 +82,72 @@ def _latency(v: Any) -> tuple[bool, float | None]:
     return False, None
 
 
-def fast_row(fields: dict[str, Any], messages: Any) -> tuple[Any, ...] | None:
-    """The `traces` row `build_row` would make of these `Trace` fields, or None where pydantic must decide."""
+def opt_str(v: Any) -> str | None:
+    return None if v is None or v == "" else str(v)
+
+
+def fast_row(rec: dict[str, Any], fmt: str, file: str, line: int, raw_key: str) -> tuple[Any, ...] | None:
+    """The `traces` row `parse.build_row` makes of this partial trace, or None where pydantic must decide.
+
+    Only messages that are all dicts with a canonical role qualify, so `shapes.tool_roles` would
+    return them unchanged; the other fields get the same defaults and None-filtering as `build_row`."""
+    msgs = rec["messages"]
+    if type(msgs) is not list:
+        return None
     out = []
-    for m in messages if type(messages) is list else ():
+    for m in msgs:
         if (d := _message(m)) is None:
             return None
         out.append(d)
-    if not out:
+    source_id = opt_str(rec.get("source_id"))
+    meta, usage = rec.get("metadata") or {}, rec.get("usage") or {}
+    if type(meta) is not dict or type(usage) is not dict or rec.get("feedback"):
         return None
-    created, tags, tools, usage = fields["created_at"], fields["tags"], fields["tools"], fields["usage"]
-    line = fields["source_line"]
+    if meta:
+        meta = {k: v for k, v in meta.items() if v is not None}
+        if not all(type(k) is str for k in meta):
+            return None
+    tokens = {"input_tokens": None, "output_tokens": None}
+    for k, v in usage.items():
+        if v is not None:
+            if k not in tokens or type(v) is not int or v < 0:
+                return None
+            tokens[k] = v
+    created, tags, tools = rec.get("created_at"), rec.get("tags") or [], rec.get("tools")
     if created is not None and (type(created) is not datetime or created.utcoffset() is None):
         return None
-    if type(tags) is not list or not all(type(t) is str for t in tags):
+    if type(tags) is not list or (tags and not all(type(t) is str for t in tags)):
         return None
     if tools is not None and (type(tools) is not list or not all(_str_keys(t) for t in tools)):
         return None
-    if not _str_keys(fields["metadata"]) or fields["feedback"] or type(line) is not int or line < 0:
+    if type(line) is not int or line < 0 or type(file) is not str or type(fmt) is not str:
         return None
-    if not _USAGE_KEYS.issuperset(usage) or not all(type(v) is int and v >= 0 for v in usage.values()):
-        return None
-    ok, latency = _latency(fields["latency_ms"])
-    if not ok or type(fields["source_file"]) is not str or type(fields["source_format"]) is not str:
+    ok, latency = _latency(rec.get("latency_ms"))
+    if not ok:
         return None
     try:
         dumped = orjson.dumps(out)
     except TypeError:  # e.g. a lone surrogate: pydantic's error is the one to raise
         return None
     return (
-        fields["trace_id"],
-        fields["source_format"],
-        fields["source_file"],
+        f"{fmt}:{source_id}" if source_id else f"{fmt}:sha:{raw_key}",
+        fmt,
+        file,
         line,
         xxhash.xxh3_128_hexdigest(dumped),
-        fields["session_id"],
-        fields["user_id"],
+        opt_str(rec.get("session_id")),
+        opt_str(rec.get("user_id")),
         created,
-        fields["model"],
+        opt_str(rec.get("model")),
         tags,
-        orjson.dumps(fields["metadata"], default=str).decode(),
+        orjson.dumps(meta, default=str).decode(),
         dumped.decode(),
         orjson.dumps(tools).decode() if tools is not None else None,
-        fields["finish_reason"],
-        fields["error"],
+        opt_str(rec.get("finish_reason")),
+        opt_str(rec.get("error")),
         latency,
-        usage.get("input_tokens"),
-        usage.get("output_tokens"),
+        tokens["input_tokens"],
+        tokens["output_tokens"],
         "[]",
         len(out),
     )

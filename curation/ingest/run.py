@@ -30,6 +30,7 @@ from curation.ingest.parse import (
     Quarantined,
     parse_chunk,
     parse_span,
+    warm_up,
 )
 from curation.ingest.readers import Span, TraceFile, scan, walk
 from curation.stats import StageStats
@@ -234,8 +235,14 @@ class _Parser:
         if self.workers < 2:
             return None
         if self.pool is None:
-            self.pool = spawn_pool(self.workers)
+            self.pool = spawn_pool(self.workers, initializer=warm_up)
+            for _ in range(self.workers):  # the pool starts its processes on demand: start them all now
+                self.pool.submit(warm_up)
         return self.pool
+
+    def start(self) -> None:
+        """Start the workers now, so that their start-up overlaps the scan of the file that needs them."""
+        self._pool()
 
     def results(self, tf: TraceFile, spans: list[Span]) -> Iterator[tuple[ChunkResult, int]]:
         """Parse results in file order, each with the bytes of the file consumed so far."""
@@ -298,6 +305,11 @@ def ingest(
         for path in batch_inputs_first(files, cfg):
             file = str(path)
             stats.paths.append(file)
+            size = path.stat().st_size
+            if size >= PARALLEL_MIN_BYTES and not store.con.execute(
+                "SELECT 1 FROM ingest_files WHERE path = ? AND size = ?", [file, size]
+            ).fetchone():
+                parser.start()  # a new (or resized) big file: not one the scan will find unchanged
             sha, spans = scan(path, SPAN_BYTES)
             if store.con.execute("SELECT 1 FROM ingest_files WHERE sha256 = ?", [sha]).fetchone():
                 stats.files_skipped += 1
