@@ -134,11 +134,11 @@ def rows(part: pa.Table) -> Iterator[tuple[Any, ...]]:
     return zip(*(c.to_pylist() for c in part.columns), strict=True)
 
 
-def partitions(store: Store, stage: Stage, rows: int) -> Iterator[pa.Table]:
-    """The pending traces of a stage, `rows` at a time in trace-id order, each with the stage's columns."""
+def partitions(store: Store, stage: Stage, rows: int) -> tuple[int, Iterator[pa.Table]]:
+    """(number of pending traces, their partitions of `rows` in trace-id order with the stage's columns)."""
     query = stage.pending()
     if query is None:
-        return
+        return 0, iter(())
     sql, params = query
     con = store.con
     con.execute("DROP TABLE IF EXISTS _pending")
@@ -146,28 +146,33 @@ def partitions(store: Store, stage: Stage, rows: int) -> Iterator[pa.Table]:
         f"CREATE TEMP TABLE _pending AS SELECT trace_id, row_number() OVER (ORDER BY trace_id) - 1 AS k FROM ({sql})",
         params,
     )
-    row = con.execute("SELECT count(*) FROM _pending").fetchone()
-    total = int(row[0]) if row else 0
-    try:
-        for start in range(0, total, rows):
-            yield store.arrow(
-                f"SELECT {stage.columns()} FROM _pending p JOIN traces t USING (trace_id) {stage.joins()} "
-                "WHERE p.k >= ? AND p.k < ? ORDER BY t.trace_id",
-                [start, start + rows],
-            )
-    finally:
-        con.execute("DROP TABLE IF EXISTS _pending")
+    row = con.execute("SELECT count(*) FROM _pending").fetchall()
+    total = int(row[0][0]) if row else 0
+
+    def read() -> Iterator[pa.Table]:
+        try:
+            for start in range(0, total, rows):
+                yield store.arrow(
+                    f"SELECT {stage.columns()} FROM _pending p JOIN traces t USING (trace_id) {stage.joins()} "
+                    "WHERE p.k >= ? AND p.k < ? ORDER BY t.trace_id",
+                    [start, start + rows],
+                )
+        finally:
+            con.execute("DROP TABLE IF EXISTS _pending")
+
+    return total, read()
 
 
-Progress = Callable[[str, int, int], None]  # (stage, traces done, partitions done)
+Progress = Callable[[str, int, int], None]  # (stage, traces done, traces pending in this run)
 
 
 def run(stage: Stage, store: Store, progress: Progress | None = None) -> StageStats:
     """Run one stage over its pending partitions, then its cross-trace step; returns its counts."""
     started = time.perf_counter()
     stats = StageStats(stage.name)
+    total, parts = partitions(store, stage, stage.cfg.curate.partition_rows)
     with stage.session() as resources:
-        for part in partitions(store, stage, stage.cfg.curate.partition_rows):
+        for part in parts:
             prepared = stage.prepare(store, part)
             out = stage.process(part, prepared, resources)
             with store.transaction():
@@ -175,7 +180,7 @@ def run(stage: Stage, store: Store, progress: Progress | None = None) -> StageSt
             stats.processed += part.num_rows
             stats.partitions += 1
             if progress:
-                progress(stage.name, stats.processed, stats.partitions)
+                progress(stage.name, stats.processed, total)
     stats.detail = stage.finish(store)
     stats.traces_in, stats.dropped = stage.tally(store)
     stats.kept = stats.traces_in - sum(stats.dropped.values())

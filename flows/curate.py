@@ -33,8 +33,8 @@ def curation_stage(db: str, config: str | None, name: str) -> dict[str, Any]:
         if name == curate.NAMES[0]:
             curate.require_traces(store, "curate_flow(paths=[...])")
 
-        def progress(stage: str, done: int, parts: int) -> None:
-            logger.info("%s: %s traces done (%s partitions)", stage, done, parts)
+        def progress(stage: str, done: int, total: int) -> None:
+            logger.info("%s: %s of %s traces done", stage, done, total)
 
         return curate.run_stage(store, cfg, name, progress)
 

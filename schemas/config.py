@@ -47,7 +47,7 @@ class CurateConfig(_Section):
         default=10000, ge=1, description="traces a stage holds at once (memory follows this, not the store's size)"
     )
     memory_limit: str = Field(
-        default="1GB",
+        default="512MB",
         pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$",
         description="DuckDB memory cap while curating (joins beyond it spill to disk)",
     )

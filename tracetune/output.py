@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
     ProgressColumn,
     TaskID,
@@ -75,6 +76,24 @@ def ingest_progress(quiet: bool) -> tuple[Progress, Callable[[str, int, int], No
         if file not in tasks:
             tasks[file] = bar.add_task(Path(file).name[-40:], total=total)
         bar.update(tasks[file], completed=done)
+
+    return bar, progress
+
+
+def curate_progress() -> tuple[Progress, Callable[[str, int, int], None]]:
+    """The curation bar (one task per stage that has work, in traces) and its callback
+    `progress(stage, done, total)`; plain lines on stderr when it is not a terminal."""
+    bar = _bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    tasks: dict[str, TaskID] = {}
+    plain = _plain_log()
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if plain is not None:
+            plain.write(f"curate: {stage} {done:,}/{total:,} traces")
+            return
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(f"curate: {stage}", total=total)
+        bar.update(tasks[stage], completed=done)
 
     return bar, progress
 

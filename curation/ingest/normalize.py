@@ -119,6 +119,8 @@ def arguments_text(args: Any) -> str:
 
 def to_datetime(value: Any) -> datetime | None:
     """Parse the timestamp shapes seen in traces: ISO-8601, epoch s/ms/us/ns, OTel `[sec, nanos]`."""
+    if type(value) is int and 0 <= value < 100_000_000_000:  # the common case: epoch seconds
+        return datetime.fromtimestamp(value, tz=UTC)
     if value is None or value == "":
         return None
     if isinstance(value, list | tuple) and len(value) == 2:
@@ -244,6 +246,8 @@ _OUTPUT_KEYS = (
 
 def usage_from(u: Any) -> dict[str, int | None]:
     """Input/output token counts from any of the usage dialects (OpenAI, Anthropic, Langfuse, LangChain, Gemini)."""
+    if type(u) is dict and "prompt_tokens" in u and "completion_tokens" in u:  # OpenAI's, first in both lists
+        return {"input_tokens": as_int(u["prompt_tokens"]), "output_tokens": as_int(u["completion_tokens"])}
     if not isinstance(u, dict):
         return {}
     out: dict[str, int | None] = {"input_tokens": None, "output_tokens": None}

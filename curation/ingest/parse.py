@@ -18,7 +18,7 @@ from curation.ingest import formats
 from curation.ingest.adapters.langsmith import RunHalf, merge, parse_run
 from curation.ingest.normalize import RecordError
 from curation.ingest.readers import Problem, RawRecord, Span, read_span
-from curation.ingest.rows import fast_row, opt_str
+from curation.ingest.rows import chat_log_row, fast_row, opt_str
 from curation.ingest.shapes import tool_roles
 from schemas.trace import Feedback, Message, Trace, describe_errors
 
@@ -303,6 +303,9 @@ def _one(
         out.batch.append(BatchPart(kind, str(obj["custom_id"]), line, obj, raw_key))
         return
     try:
+        if fmt.name == "openai_chat" and (row := chat_log_row(obj, file, line, raw_key)) is not None:
+            out.rows.append(row)  # the commonest record, in one pass (same row as the general path)
+            return
         parsed = fmt.parse(obj)
     except RecordError as exc:
         exc.message = f"{fmt.name}: {exc.message}"

@@ -306,9 +306,12 @@ def ingest(
             file = str(path)
             stats.paths.append(file)
             size = path.stat().st_size
-            if size >= PARALLEL_MIN_BYTES and not store.con.execute(
-                "SELECT 1 FROM ingest_files WHERE path = ? AND size = ?", [file, size]
-            ).fetchone():
+            if (
+                size >= PARALLEL_MIN_BYTES
+                and not store.con.execute(
+                    "SELECT 1 FROM ingest_files WHERE path = ? AND size = ?", [file, size]
+                ).fetchone()
+            ):
                 parser.start()  # a new (or resized) big file: not one the scan will find unchanged
             sha, spans = scan(path, SPAN_BYTES)
             if store.con.execute("SELECT 1 FROM ingest_files WHERE sha256 = ?", [sha]).fetchone():

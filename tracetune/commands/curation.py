@@ -11,9 +11,9 @@ from curation.ingest.formats import NAMES
 from schemas.config import DEFAULT_DB, ConfigError, load_config
 from tracetune.options import DEFAULT_OUT, ConfigOpt, DbOpt, JsonOpt, OutOpt
 from tracetune.output import (
+    curate_progress,
     curate_summary,
     emit_json,
-    err,
     fail,
     ingest_progress,
     ingest_summary,
@@ -119,11 +119,8 @@ def _run_curate(db: Path, config: Path | None, out: Path | None, partition_rows:
         cfg = load_config(config)
         if partition_rows:
             cfg.curate.partition_rows = partition_rows
-        with Store(db) as store, err.status("curating...") as status:
-
-            def progress(stage: str, done: int, parts: int) -> None:
-                status.update(f"curating: {stage}, {done:,} traces ({parts} partitions)")
-
+        bar, progress = curate_progress()
+        with Store(db) as store, bar:
             return curate_lib.run(store, cfg, out, progress)
     except LeakError as exc:
         fail(str(exc), code=3)
