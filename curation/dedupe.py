@@ -154,11 +154,7 @@ class DedupeStage(Stage):
         self.layout = lsh.layout(self.params, self.bands, self.rows)
 
     def pending(self) -> tuple[str, list[Any]]:
-        return (
-            f"SELECT trace_id FROM ({self.upstream}) WHERE trace_id NOT IN "
-            "(SELECT trace_id FROM dup_keys WHERE params = ?)",
-            [self.params],
-        )
+        return self.lacking("SELECT trace_id FROM dup_keys WHERE params = ?", [self.params])
 
     def columns(self) -> str:
         return "t.trace_id, t.messages, t.feedback, t.created_at"

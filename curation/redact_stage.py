@@ -50,11 +50,7 @@ class RedactStage(Stage):
         self.counts: Counter[str] = Counter()
 
     def pending(self) -> tuple[str, list[Any]]:
-        return (
-            f"SELECT trace_id FROM ({self.upstream}) WHERE trace_id NOT IN "
-            "(SELECT trace_id FROM redacted_messages WHERE config_hash = ?)",
-            [self.digest],
-        )
+        return self.lacking("SELECT trace_id FROM redacted_messages WHERE config_hash = ?", [self.digest])
 
     def columns(self) -> str:
         return "t.trace_id, t.messages, t.tools"

@@ -29,12 +29,11 @@ class SplitStage(Stage):
         self.layout = lsh.layout(self.params, self.bands, self.rows)
 
     def pending(self) -> tuple[str, list[Any]]:
-        return (
-            f"SELECT trace_id FROM ({self.upstream}) WHERE trace_id NOT IN "
-            "(SELECT trace_id FROM lsh_bands WHERE layout = ?) AND trace_id IN "
-            "(SELECT trace_id FROM dup_keys WHERE params = ?)",
-            [self.layout, self.params],
+        done = (
+            "SELECT trace_id FROM lsh_bands WHERE layout = ? UNION ALL SELECT trace_id FROM traces "
+            "WHERE trace_id NOT IN (SELECT trace_id FROM dup_keys WHERE params = ?)"
         )
+        return self.lacking(done, [self.layout, self.params])
 
     def columns(self) -> str:
         return "t.trace_id, k.signature"

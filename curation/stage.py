@@ -95,6 +95,10 @@ class Stage:
         """SQL (and parameters) selecting the trace ids this run must work on; None: no per-trace work."""
         return None
 
+    def lacking(self, done: str, params: list[Any]) -> tuple[str, list[Any]]:
+        """A `pending` query: the input traces not among the ids the SQL `done` selects."""
+        return f"SELECT trace_id FROM ({self.upstream}) WHERE trace_id NOT IN ({done})", params
+
     def columns(self) -> str:
         """SQL select list over `traces t` (joined with the pending ids) that `process` reads."""
         return "t.trace_id"
