@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from curation import minhash
-from curation.stats import StageStats
+from curation.stats import Counts
 from schemas.config import SplitConfig
 
 TRAIN, HOLDOUT = "train", "holdout"
@@ -60,7 +60,7 @@ class LeakageError(RuntimeError):
 
 
 @dataclass
-class SplitStats(StageStats):
+class SplitStats(Counts):
     """Counts of one split: rows and groups per side, traces that kept an earlier side."""
 
     train: int = 0

@@ -1,4 +1,4 @@
-"""The counts every stage returns (the `--json` summaries and the Prefect artifacts read them)."""
+"""Counts as dataclasses (ingest, the split) with a JSON-ready `as_dict`; curation stages report `curation.stage.StageStats`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 
 @dataclass
-class StageStats:
-    """Base of the per-stage counts: `as_dict` gives plain JSON-ready values."""
+class Counts:
+    """Base of a dataclass of counts (ingest, the split): `as_dict` gives plain JSON-ready values."""
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -185,3 +185,93 @@ def test_compressed_and_parquet_files_read_the_same(store, tmp_path):
     stats = ingest(store, [tmp_path])
     assert stats.files == 3 and stats.accepted == 5 and stats.quarantined == 0
     assert stats.by_format == {"openai_chat": 4, "openai_finetune": 1}
+
+
+FAST_PATH_RECORDS = [
+    {"messages": [{"role": "user", "content": 'hi é \u2028 \x00 "q"'}, {"content": "ok", "role": "assistant"}]},
+    {
+        "messages": [
+            {"role": "system"},
+            {"role": "assistant", "content": "", "name": "bot", "weight": 0},
+            {"role": "assistant", "content": "x", "tool_calls": [{"name": "f", "arguments": "{}"}], "weight": 1},
+            {"role": "assistant", "tool_calls": [{"id": "c1", "name": "f"}], "name": None, "tool_call_id": None},
+            {"role": "tool", "content": "r", "tool_call_id": "c1", "name": "f"},
+        ],
+        "source_id": "r1",
+        "session_id": 7,
+        "user_id": "",
+        "model": "m",
+        "created_at": "2026-01-01T00:00:00Z",
+        "tags": ["a", "b"],
+        "metadata": {"k": 1, "none": None, "nested": {"x": [1.5, None]}},
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+        "finish_reason": "stop",
+        "error": "boom",
+        "latency_ms": 12,
+        "usage": {"input_tokens": 3, "output_tokens": None},
+    },
+    {"messages": [{"role": "user", "content": "a"}], "latency_ms": 1.5, "usage": {"input_tokens": 0}},
+    {"messages": [{"role": "user", "content": "a"}], "usage": {"input_tokens": True}},  # pydantic decides
+    {"messages": [{"role": "user", "content": "a", "weight": 2}], "tags": [1]},
+    {"messages": [{"role": "narrator", "content": "a"}]},
+]
+
+
+def test_pydantic_free_fast_paths_make_the_general_paths_rows(monkeypatch):
+    """`rows.fast_row` and `rows.chat_log_row` skip pydantic and the adapters for common records: wherever
+    they make a row it must be the general path's, byte for byte (the content hash depends on it)."""
+    from curation.ingest import parse, rows
+    from curation.ingest.adapters import openai
+    from curation.ingest.normalize import to_datetime
+
+    def general(rec: dict) -> tuple:
+        with monkeypatch.context() as m:
+            m.setattr(parse, "fast_row", lambda *a: None)
+            return parse.build_row(rec, "openai_chat", "f.jsonl", 3, "key")
+
+    made = 0
+    for rec in FAST_PATH_RECORDS:
+        rec = {**rec, "created_at": to_datetime(rec.get("created_at"))}
+        fast = rows.fast_row(rec, "openai_chat", "f.jsonl", 3, "key")
+        if fast is not None:
+            made += 1
+            assert fast == general(rec) and list(map(type, fast)) == list(map(type, general(rec)))
+    assert made == 3
+    logs = [json.loads(line) for line in (F / "openai_chat.jsonl").read_text().splitlines()]
+    logs += [
+        {"request": {"messages": r["request"]["messages"][:1]}, "response": {**r["response"], "choices": []}}
+        for r in logs
+    ]
+    logs.append(
+        {
+            "request": {
+                "model": "m",
+                "messages": [{"role": "user", "content": "q"}],
+                "user": "u",
+                "metadata": {"a": 1},
+            },
+            "response": {"id": "x", "created": 1790000000, "choices": [{"message": {"content": "a"}}], "usage": {}},
+            "timestamp": "2026-10-01T00:00:00Z",
+            "metadata": {"b": None},
+            "tags": ["t", 3],
+            "error": {"code": "E1"},
+            "session_id": "s",
+            "latency_ms": 5,
+        }
+    )
+    logs.append(
+        {
+            "request": {"messages": [{"role": "system", "content": "s"}]},
+            "response": {"id": "", "choices": [{"message": {}, "delta": {"role": "assistant", "content": "d"}}]},
+            "timestamp": 1790000000,
+            "user_id": 5,
+            "feedback": [],
+        }
+    )
+    made = 0
+    for obj in logs:
+        fast = rows.chat_log_row(obj, "f.jsonl", 3, "key")
+        if fast is not None:
+            made += 1
+            assert fast == general(openai.parse_chat_log(obj)[0])
+    assert made >= 3

@@ -1,11 +1,14 @@
-"""A fast path for laying out a trace row without pydantic: plain type checks that accept only
-values `schemas.trace.Trace` would accept unchanged, and the messages serialized with orjson in
-the byte-identical form `TypeAdapter(list[Message]).dump_json(..., exclude_none=True)` writes
-(same field order, None fields left out, same string escaping), so content hashes don't change.
+"""Fast paths for laying out a `traces` row without pydantic (`fast_row`, for any adapter's partial
+trace) and without the adapters as well (`chat_log_row`, for the commonest record: an OpenAI chat
+log of plain text turns). Plain type checks accept only values `schemas.trace.Trace` would accept
+unchanged, and the messages are serialized with orjson in the byte-identical form
+`TypeAdapter(list[Message]).dump_json(..., exclude_none=True)` writes (same field order, None
+fields left out, same string escaping), so content hashes and trace ids don't change.
 
-Anything the checks don't accept returns None and the caller validates with pydantic, so every
-error (and every coercion pydantic does in lax mode) stays exactly pydantic's. Measured on the
-benchmark's OpenAI logs: pydantic validation and dumping were about half of the parse time."""
+Anything the checks don't accept returns None and the caller takes the general path, so every
+error (and every coercion pydantic does in lax mode) stays exactly the general path's. Measured on
+the benchmark's OpenAI logs: pydantic validation and dumping were about half of the parse time.
+`tests/test_formats.py` checks that both make the general path's rows."""
 
 from __future__ import annotations
 

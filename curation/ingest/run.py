@@ -33,7 +33,7 @@ from curation.ingest.parse import (
     warm_up,
 )
 from curation.ingest.readers import Span, TraceFile, scan, walk
-from curation.stats import StageStats
+from curation.stats import Counts
 from curation.store import Store
 from curation.workers import explained, spawn_pool
 from schemas.config import IngestConfig
@@ -47,7 +47,7 @@ Progress = Callable[[str, int, int], None]  # (file, bytes done in file, file si
 
 
 @dataclass
-class IngestStats(StageStats):
+class IngestStats(Counts):
     """What one ingest call did. `records` = accepted + already_present + quarantined."""
 
     files: int = 0
@@ -236,8 +236,9 @@ class _Parser:
             return None
         if self.pool is None:
             self.pool = spawn_pool(self.workers, initializer=warm_up)
-            for _ in range(self.workers):  # the pool starts its processes on demand: start them all now
-                self.pool.submit(warm_up)
+            with explained("ingest.workers"):
+                for _ in range(self.workers):  # the pool starts its processes on demand: start them all now
+                    self.pool.submit(warm_up)
         return self.pool
 
     def start(self) -> None:
