@@ -1,4 +1,5 @@
-"""Counts as dataclasses (ingest, the split) with a JSON-ready `as_dict`; curation stages report `curation.stage.StageStats`."""
+"""Counts as dataclasses (ingest, the split) with a JSON-ready `as_dict`. Curation stages report
+`curation.stage.StageStats`."""
 
 from __future__ import annotations
 

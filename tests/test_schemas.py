@@ -79,7 +79,8 @@ def test_config_defaults_and_errors(tmp_path):
         load_config(bad)
     bad.write_text("ingset:\n  batch_size: 10\n")
     with pytest.raises(
-        ConfigError, match=r"unknown key 'ingset' \(allowed here: ingest, curate, dedupe, redact, filter, split, export, train"
+        ConfigError,
+        match=r"unknown key 'ingset' \(allowed here: ingest, curate, dedupe, redact, filter, split, export, train",
     ):
         load_config(bad)
     bad.write_text("ingest:\n  memory_limit: lots\n")
