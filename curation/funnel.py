@@ -21,8 +21,10 @@ def rows(
         out.append({"stage": "ingest", "in": records, "out": traces, "dropped": {}})
     for name, s in stages.items():
         if name == "split":
+            if s["dropped"]:  # new traces that join groups already placed on both sides
+                out.append({"stage": "split", "in": s["in"], "out": s["kept"], "dropped": s["dropped"]})
             for side in ("train", "holdout"):
-                out.append({"stage": side, "in": s["in"], "out": s["detail"][side], "dropped": {}})
+                out.append({"stage": side, "in": s["kept"], "out": s["detail"][side], "dropped": {}})
             continue
         if (name == "review" and not s["dropped"]) or (name == "leak_gate" and s["detail"].get("mode") == "off"):
             continue

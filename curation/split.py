@@ -69,6 +69,7 @@ class SplitStats(Counts):
     groups_holdout: int = 0
     sticky: int = 0
     sticky_overrides: int = 0  # rows whose earlier side differs from the one their group's hash gives now
+    bridging: list[str] = field(default_factory=list)  # new traces joining groups placed on both sides
     near_pairs: int = 0
     cross_pairs: int = 0
     strata: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -131,15 +132,19 @@ def assign(
         components[uf.find(i)].append(i)
 
     side: dict[int, str] = {}
+    mixed: set[int] = set()  # components whose earlier members are on both sides
     order: list[tuple[float, str, int, bool]] = []  # (created, hash order, root, holdout by hash)
     for root, idx in components.items():
         # the component is known by its earliest-created member's group, which later arrivals do not change
         created, key = min((_created(members[i]), members[i].group_key) for i in idx)
         h = group_hash(key, cfg.seed)
         order.append((created, f"{h:.17f}{key}", root, h < cfg.holdout_fraction))
-        earlier = [previous[members[i].trace_id] for i in idx if members[i].trace_id in previous]
+        earlier = {previous[members[i].trace_id] for i in idx if members[i].trace_id in previous}
         if earlier:
-            side[root] = HOLDOUT if HOLDOUT in earlier else TRAIN  # a mixed component is caught by check()
+            side[root] = HOLDOUT if HOLDOUT in earlier else TRAIN
+        if len(earlier) > 1:  # new traces join groups placed on both sides: they cannot go to either
+            mixed.add(root)
+            stats.bridging += [members[i].trace_id for i in idx if members[i].trace_id not in previous]
     order.sort()
     size = {root: len(idx) for root, idx in components.items()}
     holdout_rows = sum(size[r] for r, s in side.items() if s == HOLDOUT)
@@ -169,7 +174,11 @@ def assign(
     out: dict[str, str] = {}
     for root, idx in components.items():
         for i in idx:
-            out[members[i].trace_id] = side[root]
+            tid = members[i].trace_id
+            if root not in mixed:
+                out[tid] = side[root]
+            elif tid in previous:  # each earlier member keeps its side; the new ones are left out
+                out[tid] = previous[tid]
         stats.groups_train += side[root] == TRAIN
         stats.groups_holdout += side[root] == HOLDOUT
         if cfg.stratify_tag:
@@ -177,7 +186,7 @@ def assign(
             stats.strata.setdefault(stratum, {TRAIN: 0, HOLDOUT: 0})[side[root]] += len(idx)
     stats.sticky = sum(1 for m in members if m.trace_id in previous)
     stats.train = sum(1 for s in out.values() if s == TRAIN)
-    stats.holdout = n - stats.train
+    stats.holdout = len(out) - stats.train
     stats.seconds = time.perf_counter() - started
     return out, stats
 
@@ -200,15 +209,16 @@ def check(
     """Raise LeakageError when a group key, a duplicate cluster or a near-duplicate pair (`pairs`:
     index pairs into `members`) spans train and holdout, or a trace changed side since an earlier
     version (`previous`); returns the number of near pairs checked."""
+    placed = [m for m in members if m.trace_id in sides]  # traces left out (bridging) are not exported
     problems: list[str] = [
         f"{m.trace_id} was in {previous[m.trace_id]} in an earlier version, now in {sides[m.trace_id]} "
         f"(its group {m.group_key} joins traces from both sides)"
-        for m in members
+        for m in placed
         if previous and m.trace_id in previous and previous[m.trace_id] != sides[m.trace_id]
     ]
     for attr in ("group_key", "cluster_id"):
         seen: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-        for m in members:
+        for m in placed:
             value = getattr(m, attr)
             if value:
                 seen[value][sides[m.trace_id]].append(m.trace_id)
@@ -221,7 +231,7 @@ def check(
     pairs = pairs if pairs is not None else np.empty((0, 2), np.int64)
     for a, b in pairs.tolist():
         ta, tb = members[a].trace_id, members[b].trace_id
-        if sides[ta] != sides[tb]:
+        if ta in sides and tb in sides and sides[ta] != sides[tb]:
             problems.append(f"near-duplicate pair {ta} ({sides[ta]}) ~ {tb} ({sides[tb]})")
     if problems:
         raise LeakageError(problems)

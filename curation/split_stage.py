@@ -20,6 +20,7 @@ class SplitStage(Stage):
     """Group-aware, sticky train/holdout sides for the traces that passed the export checks."""
 
     name = "split"
+    reasons = ("joins_train_and_holdout",)
 
     def __init__(self, cfg: Any, upstream: str = "SELECT trace_id FROM traces") -> None:
         super().__init__(cfg, upstream)
@@ -80,7 +81,14 @@ class SplitStage(Stage):
         store.con.execute("DROP TABLE _members")
         sides, stats = split.assign(members, self.sc, previous, pairs)
         checked = split.check(members, sides, pairs, previous)
-        new = [m for m in members if m.trace_id not in previous]
+        new = [m for m in members if m.trace_id not in previous and m.trace_id in sides]
+        left_out = pa.table(
+            {
+                "trace_id": pa.array(stats.bridging, pa.string()),
+                "key": pa.array(["-"] * len(stats.bridging), pa.string()),
+                "reason": pa.array(["joins_train_and_holdout"] * len(stats.bridging), pa.string()),
+            }
+        )
         table = pa.table(
             {
                 "trace_id": [m.trace_id for m in new],
@@ -88,8 +96,15 @@ class SplitStage(Stage):
                 "group_key": [m.group_key for m in new],
             }
         )
-        with store.transaction(_splits=table) as con:
+        with store.transaction(_splits=table, _left=left_out) as con:
             con.execute(
                 "INSERT INTO splits (trace_id, split, group_key) SELECT trace_id, split, group_key FROM _splits"
             )
-        return {**stats.as_dict(), "leakage": {"near_pairs_checked": checked, "leaks": 0}}
+            con.execute("DELETE FROM verdicts WHERE stage = 'split'")
+            con.execute("INSERT INTO verdicts SELECT 'split', trace_id, key, reason, NULL FROM _left")
+        detail = stats.as_dict()
+        detail.pop("bridging")
+        return {**detail, "leakage": {"near_pairs_checked": checked, "leaks": 0}}
+
+    def drops(self) -> str:
+        return "SELECT trace_id, reason, detail FROM verdicts WHERE stage = 'split'"

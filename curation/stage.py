@@ -11,6 +11,7 @@ which the CLI table, the flow's artifacts and the report all render (`curation.f
 
 from __future__ import annotations
 
+import ctypes
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -133,6 +134,15 @@ class Stage:
         return (int(row[0]) if row else 0), Counter({str(r): int(n) for r, n in reasons})
 
 
+def release_memory() -> None:
+    """Hand the heap a finished partition freed back to the system (glibc keeps it otherwise, and the
+    process's memory would look like it grows with the number of partitions)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        return
+
+
 def rows(part: pa.Table) -> Iterator[tuple[Any, ...]]:
     """The rows of a partition as tuples, in column order."""
     return zip(*(c.to_pylist() for c in part.columns), strict=True)
@@ -182,6 +192,8 @@ def run(stage: Stage, store: Store, progress: Progress | None = None) -> StageSt
             with store.transaction():
                 stage.write(store, out)
             stats.processed += part.num_rows
+            del part, prepared, out
+            release_memory()
             stats.partitions += 1
             if progress:
                 progress(stage.name, stats.processed, total)

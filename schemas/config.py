@@ -28,7 +28,9 @@ class IngestConfig(_Section):
     max_record_bytes: int = Field(
         default=10 * 1024 * 1024, ge=1024, description="a record larger than this is quarantined as too_large"
     )
-    batch_size: int = Field(default=20000, ge=1, description="records written to DuckDB per transaction")
+    batch_size: int = Field(
+        default=20000, ge=1, description="records written to DuckDB at a time (a file commits as one transaction)"
+    )
     workers: int = Field(
         default=0, ge=0, description="parser processes; 0 = one per core (files are split into chunks)"
     )
@@ -44,7 +46,7 @@ class CurateConfig(_Section):
     """How the curation stages run over the store."""
 
     partition_rows: int = Field(
-        default=10000, ge=1, description="traces a stage holds at once (memory follows this, not the store's size)"
+        default=5000, ge=1, description="traces a stage holds at once (memory follows this, not the store's size)"
     )
     memory_limit: str = Field(
         default="512MB",

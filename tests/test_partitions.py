@@ -13,6 +13,7 @@ import subprocess
 import time
 import tracemalloc
 
+import numpy as np
 import pytest
 
 from curation import curate
@@ -200,3 +201,49 @@ def test_memory_does_not_follow_the_number_of_partitions(tmp_path) -> None:
     # 4x the traces in 4x the partitions: the peak grows by the ids and token counts the split and the export
     # keep (about 150 bytes a trace), not by the traces' messages (all of them held at once: several KB a trace)
     assert large - small < 1200 * 500, (small, large)
+
+
+def _near_copy(messages: list[dict]) -> list[dict]:
+    """A copy of a conversation whose MinHash similarity to it is in [0.72, 0.78]: near for the split
+    (0.7), not a duplicate for dedupe (0.8)."""
+    from curation import dedupe, minhash
+    from schemas.config import DedupeConfig
+
+    cfg = DedupeConfig()
+    hasher = minhash.MinHasher(cfg.num_perm)
+    words = messages[-1]["content"].split()
+    for k in range(1, len(words)):
+        copy = [
+            *messages[:-1],
+            {"role": "assistant", "content": " ".join(words[:-k] + [f"other{i}" for i in range(k)])},
+        ]
+        texts = [dedupe.shingle_text(m, cfg) for m in (messages, copy)]
+        sig = hasher.signatures(minhash.shingle(texts, cfg.shingle_size))
+        if 0.72 <= minhash.estimated_jaccard(sig, np.array([[0, 1]]))[0] <= 0.78:
+            return copy
+    raise AssertionError("no near copy found")
+
+
+def test_a_new_trace_joining_groups_on_both_sides_is_left_out_with_its_reason(store, tmp_path) -> None:
+    from tests.helpers import chat_log
+
+    cfg = load_config(None)
+    cfg.redact.workers = 1
+    cfg.split.min_holdout = 0
+    ingest(store, [write_jsonl(tmp_path / "a.jsonl", distinct_logs(40))])
+    curate.run(store, cfg, tmp_path / "ds")
+    (train_id, holdout_id) = (
+        rows(store, "SELECT min(trace_id) FROM splits WHERE split = ?", side)[0][0] for side in ("train", "holdout")
+    )
+    store.con.execute("UPDATE traces SET session_id = 'shared' WHERE trace_id = ?", [train_id])
+    (held,) = rows(store, "SELECT messages FROM redacted_messages WHERE trace_id = ?", holdout_id)[0]
+    copy = _near_copy(json.loads(held))  # near the holdout trace, in the train trace's session
+    rec = chat_log("bridge", copy[:-1], copy[-1]["content"], session="shared", created=1790009999)
+    ingest(store, [write_jsonl(tmp_path / "b.jsonl", [rec])])
+    summary = curate.run(store, cfg, tmp_path / "ds")
+    assert summary["stages"]["split"]["dropped"] == {"joins_train_and_holdout": 1}
+    assert rows(store, "SELECT stage, reason FROM decisions WHERE trace_id = 'openai_chat:bridge'") == [
+        ("split", "joins_train_and_holdout")
+    ]
+    ids = json.loads((tmp_path / "ds" / "latest" / "trace_ids.json").read_text())
+    assert train_id in ids["train"] and holdout_id in ids["holdout"] and "openai_chat:bridge" not in str(ids)
