@@ -6,6 +6,9 @@ permutations; each runs in its own process (peak RSS measured there).
 
   peer:      datasketch `MinHash(num_perm=128)` + `update_batch` per document, `MinHashLSH.insert`
              for every document, then `lsh.query` for every document (pairs = query results)
+  rensa:     rensa's bulk path (Rust): `RMinHash.from_token_sets` (128 permutations) over the same
+             word 3-grams, `RMinHashLSH` with 16 bands of 8 rows, `insert_pairs` then `query_all`, each
+             candidate pair checked by its signature Jaccard (`jaccard` >= threshold), as tracetune does
   tracetune: `curation.dedupe.near_duplicate_clusters` (numba shingling + signatures, LSH by
              sorting band keys, signature-verified candidates, union-find; pairs = within clusters)
 
@@ -30,6 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 THRESHOLD, NUM_PERM, K = 0.8, 128, 3
+SIDES = ("tracetune", "datasketch", "rensa")
 
 
 def shingle_set(text: str) -> set[str]:
@@ -94,6 +98,24 @@ def run_peer(docs: list[str]) -> set[tuple[int, int]]:
     return pairs
 
 
+def run_rensa(docs: list[str]) -> set[tuple[int, int]]:
+    from rensa import RMinHash, RMinHashLSH
+
+    shingles = []
+    for text in docs:
+        w = text.split()
+        shingles.append([" ".join(w[j : j + K]) for j in range(len(w) - K + 1)] or [text])
+    sigs = RMinHash.from_token_sets(shingles, NUM_PERM, 42)
+    lsh = RMinHashLSH(threshold=THRESHOLD, num_perm=NUM_PERM, num_bands=16)
+    lsh.insert_pairs(list(enumerate(sigs)))
+    pairs = set()
+    for i, candidates in enumerate(lsh.query_all(sigs)):
+        for j in candidates:
+            if j > i and sigs[i].jaccard(sigs[j]) >= THRESHOLD:
+                pairs.add((i, j))
+    return pairs
+
+
 def run_ours(docs: list[str]) -> set[tuple[int, int]]:
     from curation.dedupe import near_duplicate_clusters
     from schemas.config import DedupeConfig
@@ -111,7 +133,7 @@ def _child(which: str, path: str, out: str) -> None:
     if which == "tracetune":
         run_ours(docs[:100])  # compile the numba kernels outside the timed region
     start = time.perf_counter()
-    pairs = run_ours(docs) if which == "tracetune" else run_peer(docs)
+    pairs = {"tracetune": run_ours, "datasketch": run_peer, "rensa": run_rensa}[which](docs)
     seconds = time.perf_counter() - start
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     Path(out).write_text(json.dumps({"seconds": seconds, "rss": rss, "pairs": sorted(pairs)}))
@@ -147,7 +169,7 @@ def score(pairs: set[tuple[int, int]], truth: dict[tuple[int, int], float], docs
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=100_000)
-    ap.add_argument("--only", choices=["tracetune", "peer"], default=None)
+    ap.add_argument("--only", choices=SIDES, default=None)
     args = ap.parse_args()
     docs, clusters = make_corpus(args.records)
     truth = truth_pairs(docs, clusters)
@@ -161,23 +183,24 @@ def main() -> None:
         path = f"{tmp}/docs.json"
         Path(path).write_text(json.dumps(docs))
         results = {}
-        for which in ("tracetune", "peer"):
+        for which in SIDES:
             if args.only and which != args.only:
                 continue
             r = measure(which, path, tmp)
             s = score({tuple(p) for p in r["pairs"]}, truth, docs)
             results[which] = r
             print(
-                f"{which:9s}: {len(docs) / r['seconds']:>9,.0f} records/s ({r['seconds']:.1f}s), peak RSS "
+                f"{which:10s}: {len(docs) / r['seconds']:>9,.0f} records/s ({r['seconds']:.1f}s), peak RSS "
                 f"{r['rss'] / 2**20:,.0f} MiB, pairs {s['pairs']:,}, precision {s['precision']:.4f} "
                 f"(J>=0.8: {s['precision_j>=0.8']:.4f}), "
                 f"recall J>=0.9 {s['recall_j>=0.9']:.4f}, recall 0.8-0.9 {s['recall_0.8<=j<0.9']:.4f}"
             )
-        if len(results) == 2:
-            print(
-                f"throughput ratio (tracetune / datasketch): "
-                f"{results['peer']['seconds'] / results['tracetune']['seconds']:.1f}x"
-            )
+        for peer in [w for w in results if w != "tracetune"]:
+            if "tracetune" in results:
+                print(
+                    f"throughput ratio (tracetune / {peer}): "
+                    f"{results[peer]['seconds'] / results['tracetune']['seconds']:.2f}x"
+                )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ the samples timing.
 A finding matches a gold span it overlaps with a compatible type (LOCATION and STREET_ADDRESS are
 both "locations"). Recall per gold type; precision per predicted type.
 
-    python benchmarks/redact.py --traces 2000 --texts 600
+    python benchmarks/redact.py --traces 2000 --texts 600 [--baseline ../older-checkout]
 """
 
 from __future__ import annotations
@@ -28,14 +28,30 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import random
+import statistics
 import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+CHECKOUT = "TRACETUNE_BENCH_CHECKOUT"
+sys.path.insert(0, str(ROOT))
+
+
+def use_checkout(checkout: str) -> None:
+    """Import tracetune's packages from an older checkout in this process (--baseline)."""
+    sys.path[:] = [checkout] + [p for p in sys.path if Path(p).resolve() != ROOT]
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__]  # pip install -e
+    for name in [m for m in sys.modules if m.split(".")[0] in ("curation", "schemas")]:
+        del sys.modules[name]
+
+
+if os.environ.get(CHECKOUT):
+    use_checkout(os.environ[CHECKOUT])
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "data"))
 
 ENTITIES = (
@@ -176,9 +192,16 @@ def run_ours(texts: list[str]) -> list[list[tuple]]:
     ]
 
 
-def _child(which: str, path: str, out: str) -> None:
+def _child(which: str, path: str, out: str, checkout: str | None = None) -> None:
+    if checkout:
+        os.environ[CHECKOUT] = checkout  # the analyzer processes import this module first, then curation
+        use_checkout(checkout)
     corpora = json.loads(Path(path).read_text())
-    run = run_ours if which == "tracetune" else run_peer
+    if which != "peer":
+        import curation
+
+        print(f"{which}: {Path(curation.__file__).parent.parent}", flush=True)
+    run = run_peer if which == "peer" else run_ours
     result = {}
     for name, texts in corpora.items():
         start = time.perf_counter()
@@ -224,10 +247,20 @@ def corpora(n_traces: int, n_texts: int) -> dict[str, tuple[list[str], list[list
     return {"samples": (texts, golds), "independent": make_texts(n_texts)}
 
 
+def _run(which: str, path: str, tmp: str, checkout: str | None = None) -> dict:
+    out = f"{tmp}/{which}.json"
+    proc = multiprocessing.get_context("spawn").Process(target=_child, args=(which, path, out, checkout))
+    proc.start()
+    proc.join()
+    return json.loads(Path(out).read_text())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--traces", type=int, default=2000, help="traces of the sample-shaped corpus")
     ap.add_argument("--texts", type=int, default=600, help="texts of the independent corpus")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of tracetune (and of --baseline); medians reported")
+    ap.add_argument("--baseline", metavar="DIR", help="also run an older tracetune checkout the same way")
     args = ap.parse_args()
     data = corpora(args.traces, args.texts)
     texts = data["samples"][0]
@@ -235,32 +268,35 @@ def main() -> None:
         f"samples corpus: {args.traces:,} traces, {len(texts):,} messages ({len(set(texts)):,} distinct); "
         f"independent corpus: {len(data['independent'][0]):,} texts"
     )
-    results = {}
+    sides = {"tracetune": None, **({"baseline": args.baseline} if args.baseline else {}), "peer": None}
+    results, seconds = {}, {}
     with tempfile.TemporaryDirectory(prefix="tt-redact-") as tmp:
         path = f"{tmp}/texts.json"
         Path(path).write_text(json.dumps({k: v[0] for k, v in data.items()}))
-        for which in ("tracetune", "peer"):
-            out = f"{tmp}/{which}.json"
-            proc = multiprocessing.get_context("spawn").Process(target=_child, args=(which, path, out))
-            proc.start()
-            proc.join()
-            results[which] = json.loads(Path(out).read_text())
-    for which in ("tracetune", "peer"):
-        sec = results[which]["samples"]["seconds"]
+        for which, checkout in sides.items():
+            runs = [_run(which, path, tmp, checkout) for _ in range(1 if which == "peer" else args.repeat)]
+            results[which] = runs[0]
+            seconds[which] = {n: statistics.median(r[n]["seconds"] for r in runs) for n in data}
+            runs_s = ", ".join(f"{r['samples']['seconds']:.1f}s" for r in runs)
+            print(f"{which}: samples corpus runs {runs_s}", flush=True)
+    for which in sides:
+        sec = seconds[which]["samples"]
         print(
             f"{which:9s}: {len(texts) / sec:,.1f} messages/s, {len(set(texts)) / sec:,.1f} distinct texts/s "
-            f"({sec:.1f}s, model loading included); independent corpus {results[which]['independent']['seconds']:.1f}s"
+            f"(median {sec:.1f}s, model loading included); independent corpus {seconds[which]['independent']:.1f}s"
         )
-    print(
-        f"throughput ratio (tracetune / presidio per message): "
-        f"{results['peer']['samples']['seconds'] / results['tracetune']['samples']['seconds']:.1f}x"
-    )
+    for which in [w for w in sides if w != "tracetune"]:
+        print(
+            f"throughput ratio tracetune / {which}: {seconds[which]['samples'] / seconds['tracetune']['samples']:.2f}x "
+            f"(independent corpus {seconds[which]['independent'] / seconds['tracetune']['independent']:.2f}x)"
+        )
     for name, (_, golds) in data.items():
-        ours, peer = (evaluate(golds, results[w][name]["found"]) for w in ("tracetune", "peer"))
-        print(f"\n{name} corpus          gold   tracetune R / P    presidio R / P")
+        scored = {w: evaluate(golds, results[w][name]["found"]) for w in sides}
+        print(f"\n{name} corpus          gold" + "".join(f"   {w:>9s} R / P " for w in sides))
         for e in ENTITIES:
-            (r1, p1, n), (r2, p2, _) = ours[e], peer[e]
-            print(f"  {e:15s} {n:6d}    {r1:5.3f} / {p1:5.3f}      {r2:5.3f} / {p2:5.3f}")
+            n = scored["tracetune"][e][2]
+            cells = "".join(f"    {scored[w][e][0]:5.3f} / {scored[w][e][1]:5.3f}" for w in sides)
+            print(f"  {e:15s} {n:6d}{cells}")
 
 
 if __name__ == "__main__":

@@ -54,11 +54,18 @@ def pipeline(cfg: Config) -> list[stage.Stage]:
     return stages
 
 
-def run_stage(store: Store, cfg: Config, name: str, progress: stage.Progress | None = None) -> dict[str, Any]:
-    """Run one stage by name (the stages before it must have run); returns its stats as a dict."""
+def run_stage(
+    store: Store,
+    cfg: Config,
+    name: str,
+    progress: stage.Progress | None = None,
+    runner: stage.Runner | None = None,
+) -> dict[str, Any]:
+    """Run one stage by name (the stages before it must have run), its partition work through `runner`
+    (in this process by default); returns its stats as a dict."""
     store.con.execute(f"SET memory_limit = '{cfg.curate.memory_limit}'")
     chosen = next(s for s in pipeline(cfg) if s.name == name)
-    return stage.run(chosen, store, progress).as_dict()
+    return stage.run(chosen, store, progress, runner).as_dict()
 
 
 def run(

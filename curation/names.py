@@ -149,16 +149,23 @@ _LOCATIVE = re.compile(
 )
 
 
-_LOWER_NAME_CUE = re.compile(
+_NAME_CUE = (
     r"(?i)(?:\bi'm|\bi am|\bname is|\bname's|\bcall me|\bthis is|\bthanks|\bthank you|\bhi|\bhello|\bhey|\bdear"
-    r"|\bcheers|\bregards|\bme llamo|\bje m'appelle|\bich bin)[ \t,:]*$"
+    r"|\bcheers|\bregards|\bme llamo|\bje m'appelle|\bich bin)[ \t,:]*"
 )
+_LOWER_NAME_CUE = re.compile(_NAME_CUE + "$")
+_NAME_CUE_RE = re.compile(_NAME_CUE)
 
 
 def after_name_cue(text: str, start: int) -> bool:
     """The span at `start` follows a phrase that introduces a person ("i'm", "thanks", "my name is"):
     where chat writes names in lower case."""
     return bool(_LOWER_NAME_CUE.search(text, max(0, start - 16), start))
+
+
+def name_cue_ends(text: str) -> list[int]:
+    """Where each phrase that introduces a person ("i'm", "thanks", "my name is") ends in `text`."""
+    return [m.end() for m in _NAME_CUE_RE.finditer(text)]
 
 
 def after_locative(text: str, start: int) -> bool:

@@ -8,24 +8,46 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
-
-os.environ.setdefault("TLDEXTRACT_CACHE_TIMEOUT", "1")
-
-from presidio_analyzer import (
-    AnalyzerEngine,
-    EntityRecognizer,
-    Pattern,
-    PatternRecognizer,
-    RecognizerRegistry,
-    RecognizerResult,
-)
-from presidio_analyzer.nlp_engine import NlpArtifacts, NlpEngineProvider
-from spacy.language import Language
-from spacy.tokens import Doc
 
 from curation import identifiers, names
 from schemas.config import RedactConfig
+
+os.environ.setdefault("TLDEXTRACT_CACHE_TIMEOUT", "1")
+os.environ.setdefault("PRESIDIO_DEVICE", "cpu")  # else presidio imports torch to look for a GPU
+
+
+@contextmanager
+def _unimportable(*modules: str) -> Iterator[None]:
+    """Make `modules` unimportable meanwhile, unless already imported: presidio's optional engines and
+    thinc import transformers and torch when installed (5 s of every analyzer process's start), and the
+    spaCy NER does not use them. They import normally afterwards."""
+    blocked = [m for m in modules if m not in sys.modules]
+    sys.modules.update(dict.fromkeys(blocked))
+    try:
+        yield
+    finally:
+        for m in blocked:
+            if sys.modules.get(m, 0) is None:
+                del sys.modules[m]
+
+
+with _unimportable("torch", "transformers"):
+    from presidio_analyzer import (
+        AnalyzerEngine,
+        BatchAnalyzerEngine,
+        EntityRecognizer,
+        Pattern,
+        PatternRecognizer,
+        RecognizerRegistry,
+        RecognizerResult,
+    )
+    from presidio_analyzer.nlp_engine import NlpArtifacts, NlpEngineProvider
+
+    from curation.ner_engine import ContextFreeEnhancer, WindowedSpacyNlpEngine
 
 _NER = {
     "model_to_presidio_entity_mapping": {
@@ -117,20 +139,17 @@ def _result(recognizer: EntityRecognizer, entity: str, start: int, end: int, sco
     return RecognizerResult(entity, start, end, score, recognition_metadata=metadata)
 
 
-@Language.component("lower_lemma")
-def lower_lemma(doc: Doc) -> Doc:
-    """Set each token's lemma to its lower-cased text (the lemmatizer is switched off)."""
-    for token in doc:
-        token.lemma_ = token.lower_
-    return doc
-
-
-def offline_nlp_engine(model: str, ner: dict[str, Any]) -> Any:
-    """A spaCy NlpEngine that never downloads: the model from its package, tldextract's bundled list."""
+def _offline_tldextract() -> None:
+    """tldextract (presidio's e-mail and URL checks) with its bundled suffix list: it never downloads."""
     import tldextract
     import tldextract.tldextract as tld_module
 
     tld_module.TLD_EXTRACTOR = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+def offline_nlp_engine(model: str, ner: dict[str, Any]) -> Any:
+    """presidio's own spaCy NlpEngine, never downloading: the model from its package (the benchmark's peer)."""
+    _offline_tldextract()
     return NlpEngineProvider(
         nlp_configuration={
             "nlp_engine_name": "spacy",
@@ -141,19 +160,10 @@ def offline_nlp_engine(model: str, ner: dict[str, Any]) -> Any:
 
 
 def build_analyzer(cfg: RedactConfig) -> AnalyzerEngine:
-    """The redactor's AnalyzerEngine (offline)."""
-    nlp_engine = offline_nlp_engine(cfg.spacy_model, _NER)
-    # Presidio reads tokens, lemmas and entities, never the parse or the tags. The small model's NER
-    # has its own token-to-vector layer, so tok2vec/tagger/parser/lemmatizer can go (~2x faster).
-    # PERSON/GPE/LOC/FAC/NORP entities are identical with the full pipeline on both benchmark corpora
-    # (only DATE/TIME/CARDINAL spans move with the parser's sentence starts, and they are not redacted);
-    # lemmas become the lower-cased token.
-    nlp = nlp_engine.nlp["en"]  # type: ignore[attr-defined]
-    for name in ("parser", "tagger", "attribute_ruler", "lemmatizer", "tok2vec"):
-        if name in nlp.pipe_names:
-            nlp.disable_pipe(name)
-    if "lower_lemma" not in nlp.pipe_names:
-        nlp.add_pipe("lower_lemma", last=True)
+    """The redactor's AnalyzerEngine (offline): the NER on name windows (`curation.ner_engine`)."""
+    _offline_tldextract()
+    nlp_engine = WindowedSpacyNlpEngine(cfg.spacy_model, _NER, cfg.ner_window, cfg.ner_max_chars)
+    nlp_engine.load()
     registry = RecognizerRegistry(supported_languages=["en"])
     registry.load_predefined_recognizers(languages=["en"], nlp_engine=nlp_engine)
     for name in REPLACED:
@@ -170,14 +180,22 @@ def build_analyzer(cfg: RedactConfig) -> AnalyzerEngine:
                 global_regex_flags=re.MULTILINE,
             )
         )
+    in_use = registry.get_recognizers(language="en", entities=entities(cfg))
+    nlp_engine.lemmas = any(getattr(r, "context", None) for r in in_use)
     return AnalyzerEngine(
         nlp_engine=nlp_engine,
         registry=registry,
         supported_languages=["en"],
         default_score_threshold=cfg.score_threshold,
+        context_aware_enhancer=ContextFreeEnhancer(),
     )
 
 
 def entities(cfg: RedactConfig) -> list[str]:
     """The entity types to look for: the configured list plus the custom identifiers."""
     return list(dict.fromkeys([*cfg.entities, *cfg.custom_entities]))
+
+
+def batch_analyzer(analyzer: AnalyzerEngine) -> BatchAnalyzerEngine:
+    """presidio's batch front of `analyzer`: texts go through the NLP engine's pipe in batches."""
+    return BatchAnalyzerEngine(analyzer_engine=analyzer)

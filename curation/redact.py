@@ -26,7 +26,7 @@ from schemas.config import RedactConfig
 Finding = tuple[str, int, int, float, str]
 PARALLEL_MIN_TEXTS = 400
 MAX_PIECE_CHARS = 100_000
-REDACTOR_VERSION = 3  # bump when a code change should redo earlier redactions
+REDACTOR_VERSION = 4  # bump when a code change should redo earlier redactions
 
 
 _ANALYZERS: dict[str, Any] = {}  # one analyzer per config, per process (loading one takes seconds)
@@ -41,14 +41,12 @@ def _init_worker(cfg_json: str) -> None:
 
 def _analyze_chunk(texts: list[str], cfg_json: str) -> list[list[Finding]]:
     """Analyze texts with the process's analyzer through spaCy's pipe; returns findings per text."""
-    from presidio_analyzer import BatchAnalyzerEngine
-
-    from curation.pii import entities
+    from curation.pii import batch_analyzer, entities
 
     cfg = RedactConfig.model_validate_json(cfg_json)
     _init_worker(cfg_json)
     analyzer = _ANALYZERS[cfg_json]
-    batch = BatchAnalyzerEngine(analyzer_engine=analyzer)
+    batch = batch_analyzer(analyzer)
     kwargs = {
         "language": "en",
         "batch_size": cfg.batch_size,
@@ -56,15 +54,7 @@ def _analyze_chunk(texts: list[str], cfg_json: str) -> list[list[Finding]]:
         "allow_list": cfg.allowlist or None,
         "score_threshold": cfg.score_threshold,
     }
-    small = [i for i, t in enumerate(texts) if len(t) <= cfg.ner_max_chars]
-    large = [i for i, t in enumerate(texts) if len(t) > cfg.ner_max_chars]
-    results: list[Any] = [None] * len(texts)
-    for i, res in zip(small, batch.analyze_iterator([texts[i] for i in small], **kwargs), strict=True):
-        results[i] = res
-    if large:  # logs and pasted documents: pattern recognizers only, spaCy reduced to its tokenizer
-        with analyzer.nlp_engine.nlp["en"].select_pipes(enable=[]):
-            for i, res in zip(large, batch.analyze_iterator([texts[i] for i in large], **kwargs), strict=True):
-                results[i] = res
+    results = batch.analyze_iterator(texts, **kwargs)
     return [
         [
             (r.entity_type, r.start, r.end, float(r.score), (r.recognition_metadata or {}).get("recognizer_name", ""))
@@ -141,7 +131,15 @@ class LazyPool:
 def analyzer_digest(cfg: RedactConfig) -> str:
     """What a text's findings and a trace's redaction depend on: the analysis settings and the redactor
     version (not the worker count, the batch size or the leak gate)."""
-    keep = ("entities", "custom_entities", "allowlist", "score_threshold", "spacy_model", "ner_max_chars")
+    keep = (
+        "entities",
+        "custom_entities",
+        "allowlist",
+        "score_threshold",
+        "spacy_model",
+        "ner_window",
+        "ner_max_chars",
+    )
     settings = orjson.dumps({k: getattr(cfg, k) for k in keep}, option=orjson.OPT_SORT_KEYS)
     return f"{hashlib.sha256(settings).hexdigest()[:16]}-v{REDACTOR_VERSION}"
 

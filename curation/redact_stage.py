@@ -85,7 +85,7 @@ class RedactStage(Stage):
                 text for *_, fields in traces for _, _, text in fields if text.strip() and text_hash(text) not in cached
             )
         )
-        found = redact.analyze_texts(todo, self.rc, resources.get(len(todo)))
+        found = redact.analyze_texts(todo, self.rc, resources.get(len(todo)) if resources else None)
         fresh = {text_hash(t): f for t, f in zip(todo, found, strict=True)}
         by_hash = {h: [tuple(f) for f in orjson.loads(js)] for h, js in cached.items()} | fresh
         out, redactions, failures = [], [], list(prepared["failures"])

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import ctypes
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import pyarrow as pa
 
@@ -180,23 +180,44 @@ def partitions(store: Store, stage: Stage, rows: int) -> tuple[int, Iterator[pa.
 Progress = Callable[[str, int, int], None]  # (stage, traces done, traces pending in this run)
 
 
-def run(stage: Stage, store: Store, progress: Progress | None = None) -> StageStats:
-    """Run one stage over its pending partitions, then its cross-trace step; returns its counts."""
+class Runner(Protocol):
+    """Where the partition work runs: `map` returns `stage.process` of each (partition, prepared) pair,
+    in order (the database writes happen in that order)."""
+
+    def map(self, stage: Stage, work: Iterator[tuple[pa.Table, Any]]) -> Iterator[Any]: ...
+
+
+class LocalRunner:
+    """The partition work in this process, with the stage's session resources (its worker pool)."""
+
+    def map(self, stage: Stage, work: Iterator[tuple[pa.Table, Any]]) -> Iterator[Any]:
+        with stage.session() as resources:
+            for part, prepared in work:
+                yield stage.process(part, prepared, resources)
+
+
+def run(stage: Stage, store: Store, progress: Progress | None = None, runner: Runner | None = None) -> StageStats:
+    """Run one stage over its pending partitions (their `process` through `runner`, in this process by
+    default), then its cross-trace step; returns its counts."""
     started = time.perf_counter()
     stats = StageStats(stage.name)
     total, parts = partitions(store, stage, stage.cfg.curate.partition_rows)
-    with stage.session() as resources:
+    sizes: deque[int] = deque()
+
+    def work() -> Iterator[tuple[pa.Table, Any]]:
         for part in parts:
-            prepared = stage.prepare(store, part)
-            out = stage.process(part, prepared, resources)
-            with store.transaction():
-                stage.write(store, out)
-            stats.processed += part.num_rows
-            del part, prepared, out
-            release_memory()
-            stats.partitions += 1
-            if progress:
-                progress(stage.name, stats.processed, total)
+            sizes.append(part.num_rows)
+            yield part, stage.prepare(store, part)
+
+    for out in (runner or LocalRunner()).map(stage, work()):
+        with store.transaction():
+            stage.write(store, out)
+        stats.processed += sizes.popleft()
+        del out
+        release_memory()
+        stats.partitions += 1
+        if progress:
+            progress(stage.name, stats.processed, total)
     stats.detail = stage.finish(store)
     stats.traces_in, stats.dropped = stage.tally(store)
     stats.kept = stats.traces_in - sum(stats.dropped.values())

