@@ -236,8 +236,30 @@ def bench(corpus: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             f"  incremental vs union from scratch: {'IDENTICAL' if inc['identical'] else 'DIFFERENT'} "
             + ", ".join(f"{name} {'same' if same else 'differs'}" for name, same in files.items())
         )
+        if not inc["identical"]:
+            explain_difference(db, out, union_db, union_out)
         result["incremental"] = inc
     return result
+
+
+def explain_difference(db_a: Path, out_a: Path, db_b: Path, out_b: Path, shown: int = 5) -> None:
+    """Print the traces whose side differs between two dataset versions, with their decisions."""
+    import duckdb
+
+    ids_a, ids_b = (json.loads((o / "latest" / "trace_ids.json").read_text()) for o in (out_a, out_b))
+    for side in sorted(set(ids_a) | set(ids_b)):
+        a, b = set(ids_a.get(side, [])), set(ids_b.get(side, []))
+        for label, only in (("incremental only", a - b), ("from scratch only", b - a)):
+            if not only:
+                continue
+            print(f"    {side}: {len(only)} trace(s) {label}")
+            for tid in sorted(only)[:shown]:
+                for name, db in (("incremental", db_a), ("from scratch", db_b)):
+                    with duckdb.connect(str(db), read_only=True) as con:
+                        row = con.execute(
+                            "SELECT stage, verdict, reason, detail FROM decisions WHERE trace_id = ?", [tid]
+                        ).fetchall()
+                    print(f"      {tid} {name}: {row}")
 
 
 def main() -> None:

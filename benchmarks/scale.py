@@ -8,12 +8,13 @@ stages not covered by partition work or by the flow's own database work, as a sh
 time), and whether train/holdout are byte-identical to the local run's. The peer is the 1-worker run:
 the speed-up 1 -> 2 workers is the figure.
 
-    python benchmarks/scale.py --records 200000
+    python benchmarks/scale.py --records 200000 [--partition-rows 5000]
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import shutil
 import sys
@@ -24,20 +25,22 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="tt-scale-prefect-"))
+if "PREFECT_HOME" not in os.environ:
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="tt-scale-prefect-")
+    atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], True)
 os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 COMPARED = ("train.jsonl", "holdout.jsonl", "trace_ids.json")
 
 
-def run(db: Path, out: Path, dask: str) -> dict[str, Any]:
+def run(db: Path, out: Path, dask: str, config: str) -> dict[str, Any]:
     from flows.curate import curate_flow
     from flows.partitions import COMPUTE
 
     COMPUTE.clear()
     started = time.perf_counter()
-    summary = curate_flow(None, str(db), None, out=str(out), announce=False, dask=dask)
+    summary = curate_flow(None, str(db), config, out=str(out), announce=False, dask=dask)
     wall = time.perf_counter() - started
     stages = sum(s["seconds"] for s in summary["stages"].values())
     return {"wall": wall, "stages": stages, "compute": sum(COMPUTE), "partitions": len(COMPUTE)}
@@ -50,6 +53,7 @@ def same(a: Path, b: Path) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=200_000)
+    ap.add_argument("--partition-rows", type=int, default=5000, help="curate.partition_rows (partitions per stage)")
     args = ap.parse_args()
     from curate import ingest, make_records
     from prefect.testing.utilities import prefect_test_harness
@@ -58,12 +62,14 @@ def main() -> None:
         tmp = Path(tmp_name)
         src = tmp / "records.jsonl"
         make_records(args.records, src)
+        config = tmp / "config.yaml"
+        config.write_text(f"curate:\n  partition_rows: {args.partition_rows}\n")
         ingest([src], tmp / "base.duckdb", [])
         results = {}
         for label, dask in (("local", ""), ("dask-1", "local:1"), ("dask-2", "local:2")):
             db = tmp / f"{label}.duckdb"
             shutil.copy(tmp / "base.duckdb", db)
-            results[label] = r = run(db, tmp / f"{label}-ds", dask)
+            results[label] = r = run(db, tmp / f"{label}-ds", dask, str(config))
             line = f"{label:7s}: stages {r['stages']:8.1f}s (flow wall {r['wall']:.1f}s)"
             if dask:
                 workers = int(dask.split(":")[1])

@@ -42,13 +42,16 @@ class LeakGateStage(VerdictStage):
         return Stage.drops(self) if self.mode == "off" else super().drops()
 
     def judge(self, part: pa.Table) -> list[Verdict]:
-        return [self.guarded(tid, lambda r=(tid, m, t): self._scan(*r)) for tid, _, m, t in rows(part)]
+        seen: dict[str, list[leakgate.Hit]] = {}  # a text repeated in the partition (the system prompt) is scanned once
+        return [self.guarded(tid, lambda r=(tid, m, t): self._scan(*r, seen)) for tid, _, m, t in rows(part)]
 
     @staticmethod
-    def _scan(trace_id: str, messages: str, tools: str | None) -> Verdict:
+    def _scan(trace_id: str, messages: str, tools: str | None, seen: dict[str, list[leakgate.Hit]]) -> Verdict:
         found: dict[str, list[str]] = {}
         for i, name, text in exported_fields(orjson.loads(messages), orjson.loads(tools) if tools else None):
-            for entity, _, _ in leakgate.scan(text) if text else []:
+            if text and text not in seen:
+                seen[text] = leakgate.scan(text)
+            for entity, _, _ in seen[text] if text else []:
                 where = "tools" if i < 0 else f"messages[{i}].{name}"
                 if where not in found.setdefault(entity, []):
                     found[entity].append(where)
