@@ -36,14 +36,13 @@ COMPARED = ("train.jsonl", "holdout.jsonl", "trace_ids.json")
 
 def run(db: Path, out: Path, dask: str, config: str) -> dict[str, Any]:
     from flows.curate import curate_flow
-    from flows.partitions import COMPUTE
 
-    COMPUTE.clear()
     started = time.perf_counter()
     summary = curate_flow(None, str(db), config, out=str(out), announce=False, dask=dask)
     wall = time.perf_counter() - started
     stages = sum(s["seconds"] for s in summary["stages"].values())
-    return {"wall": wall, "stages": stages, "compute": sum(COMPUTE), "partitions": len(COMPUTE)}
+    used = summary.get("dask", {"worker_seconds": 0.0, "partitions": 0})
+    return {"wall": wall, "stages": stages, "compute": used["worker_seconds"], "partitions": used["partitions"]}
 
 
 def same(a: Path, b: Path) -> bool:

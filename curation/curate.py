@@ -64,8 +64,15 @@ def run_stage(
     """Run one stage by name (the stages before it must have run), its partition work through `runner`
     (in this process by default); returns its stats as a dict."""
     store.con.execute(f"SET memory_limit = '{cfg.curate.memory_limit}'")
-    chosen = next(s for s in pipeline(cfg) if s.name == name)
-    return stage.run(chosen, store, progress, runner).as_dict()
+    return stage.run(stage_named(cfg, name), store, progress, runner).as_dict()
+
+
+def stage_named(cfg: Config, name: str) -> stage.Stage:
+    """The stage called `name` in the pipeline under `cfg`."""
+    for chosen in pipeline(cfg):
+        if chosen.name == name:
+            return chosen
+    raise ValueError(f"no curation stage named {name!r}")
 
 
 def run(

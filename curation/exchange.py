@@ -22,6 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from curation.curate import stage_named
 from schemas.config import Config
 
 
@@ -58,7 +59,7 @@ def process_file(stage: str, config_json: str, stem: str, digest: str) -> float:
     if _digest(parquet, lookups, config_json.encode()) != digest:
         raise ExchangeError(f"{stem}: partition content does not match its hash {digest[:16]}")
     part = pq.read_table(io.BytesIO(parquet))
-    out = stage_named(stage, Config.model_validate_json(config_json)).process(part, pickle.loads(lookups), None)
+    out = stage_named(Config.model_validate_json(config_json), stage).process(part, pickle.loads(lookups), None)
     _write_atomic(result, pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL))
     return time.perf_counter() - started
 
@@ -69,16 +70,6 @@ def take(stem: str) -> Any:
     for suffix in (".out", ".parquet", ".prepared"):
         Path(f"{stem}{suffix}").unlink(missing_ok=True)
     return out
-
-
-def stage_named(name: str, cfg: Config) -> Any:
-    """The stage called `name` under `cfg` (for its `process`; its SQL is not used in a worker)."""
-    from curation.curate import pipeline
-
-    for stage in pipeline(cfg):
-        if stage.name == name:
-            return stage
-    raise ValueError(f"no curation stage named {name!r}")
 
 
 def _digest(*parts: bytes) -> str:

@@ -74,12 +74,13 @@ class WindowedSpacyNlpEngine(SpacyNlpEngine):
     `lemmas`: build lemmas (the lower-cased token) and token offsets for context enhancement; off
     when no recognizer in use has context words."""
 
-    def __init__(self, model: str, ner: dict[str, Any], window: int, max_chars: int, lemmas: bool = True) -> None:
+    def __init__(self, model: str, ner: dict[str, Any], window: int, max_chars: int) -> None:
         super().__init__(
             models=[{"lang_code": "en", "model_name": model}],
             ner_model_configuration=NerModelConfiguration.from_dict(ner),
         )
-        self.window, self.max_chars, self.lemmas = window, max_chars, lemmas
+        self.window, self.max_chars = window, max_chars
+        self.lemmas = True  # `build_analyzer` turns it off once it knows the recognizers in use
 
     def load(self) -> None:
         """Load the model without the components presidio never reads (the parse, tags, lemmas); the

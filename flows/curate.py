@@ -70,8 +70,9 @@ def curate_flow(
     if paths:
         summary["ingest"] = ingest_task(paths, db, "auto", config)
     where = load_config(config).curate.dask if dask is None else dask
+    used: dict[str, Any] | None = None
     if where:
-        summary["stages"] = stages_on_dask(db, config, where)
+        summary["stages"], used = stages_on_dask(db, config, where)
     else:
         summary["stages"] = {name: curation_stage(db, config, name) for name in curate.NAMES}
     gate = summary["stages"]["leak_gate"]["detail"]
@@ -110,4 +111,6 @@ def curate_flow(
         if ds["changed"] and announce:
             payload = announce_dataset(ds["path"], db)
             logger.info("emitted tracetune.dataset.created for version %s", payload["version"])
+    if used:
+        summary["dask"] = used  # after the dataset is written: not part of its files
     return summary

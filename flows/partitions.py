@@ -21,9 +21,7 @@ from prefect_dask import DaskTaskRunner
 from curation import curate, exchange
 from curation.stage import Stage
 from flows.locks import writing
-from schemas.config import Config, load_config
-
-COMPUTE: list[float] = []  # seconds of each partition's work in this process's runs (benchmarks/scale.py)
+from schemas.config import Config, CurateConfig, load_config
 
 
 class PartitionError(RuntimeError):
@@ -36,19 +34,19 @@ def partition_task(stage: str, index: int, config_json: str, stem: str, digest: 
     return exchange.process_file(stage, config_json, stem, digest)
 
 
+def local_workers(where: str) -> int | None:
+    """N of "local:N" (a LocalCluster started for the run); None for a scheduler address."""
+    return int(where.split(":", 1)[1]) if where.startswith("local:") else None
+
+
 def task_runner(where: str) -> DaskTaskRunner:
     """prefect-dask's runner for `where`: "local:N" (a LocalCluster of N single-threaded worker
     processes, started for the run) or a scheduler address ("tcp://host:8786")."""
-    if where.startswith("local:"):
-        n = int(where.split(":", 1)[1])
-        kwargs = {"n_workers": n, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
-        return DaskTaskRunner(cluster_kwargs=kwargs)
-    return DaskTaskRunner(address=where)
-
-
-def in_flight(where: str) -> int:
-    """Partitions handed out at once: two per worker of a LocalCluster, 16 for a remote cluster."""
-    return 2 * int(where.split(":", 1)[1]) if where.startswith("local:") else 16
+    n = local_workers(where)
+    if n is None:
+        return DaskTaskRunner(address=where)
+    kwargs = {"n_workers": n, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
+    return DaskTaskRunner(cluster_kwargs=kwargs)
 
 
 class DaskRunner:
@@ -57,6 +55,7 @@ class DaskRunner:
     def __init__(self, runner: DaskTaskRunner, folder: Path, cfg: Config, window: int) -> None:
         self.runner, self.folder, self.window = runner, folder, window
         self.config_json = cfg.model_dump_json()
+        self.seconds: list[float] = []  # each partition's work on its worker
 
     def map(self, stage: Stage, work: Iterator[tuple[pa.Table, Any]]) -> Iterator[Any]:
         pending: deque[tuple[int, str, Any]] = deque()
@@ -72,7 +71,7 @@ class DaskRunner:
     def _collect(self, stage: Stage, item: tuple[int, str, Any]) -> Any:
         k, stem, future = item
         try:
-            COMPUTE.append(future.result())
+            self.seconds.append(future.result())
         except Exception as exc:
             died = "KilledWorker" in type(exc).__name__ or "died" in str(exc)
             hint = (
@@ -88,9 +87,11 @@ class DaskRunner:
         return exchange.take(stem)
 
 
-def stages_on_dask(db: str, config: str | None, where: str) -> dict[str, Any]:
-    """Every curation stage, its partition work on the Dask cluster `where`; returns each stage's stats."""
+def stages_on_dask(db: str, config: str | None, where: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every curation stage, its partition work on the Dask cluster `where`; returns each stage's stats
+    and {"where", "partitions", "worker_seconds"} (the seconds the workers spent on partition work)."""
     cfg = load_config(config)
+    CurateConfig.model_validate({**cfg.curate.model_dump(), "dask": where})  # the flow parameter, as the config key
     logger = get_run_logger()
     folder = Path(f"{db}.partitions")
 
@@ -99,6 +100,9 @@ def stages_on_dask(db: str, config: str | None, where: str) -> dict[str, Any]:
 
     with task_runner(where) as runner, writing(db, cfg.pipeline.writer_limit) as store:
         curate.require_traces(store, "curate_flow(paths=[...])")
-        dask = DaskRunner(runner, folder, cfg, in_flight(where))
+        dask = DaskRunner(runner, folder, cfg, 2 * (local_workers(where) or 8))  # partitions in flight
         logger.info("curation partitions on Dask (%s), exchange folder %s", where, folder)
-        return {name: curate.run_stage(store, cfg, name, progress, dask) for name in curate.NAMES}
+        stages = {name: curate.run_stage(store, cfg, name, progress, dask) for name in curate.NAMES}
+    used = {"where": where, "partitions": len(dask.seconds), "worker_seconds": round(sum(dask.seconds), 3)}
+    logger.info("partition work: %s partitions, %.1f worker-seconds", used["partitions"], used["worker_seconds"])
+    return stages, used

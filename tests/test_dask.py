@@ -60,6 +60,7 @@ def test_two_dask_workers_write_the_dataset_of_the_local_run(traces, local_run, 
     assert _dataset(tmp_path / "ds") == local_run[1]
     assert _counts(summary) == _counts(local_run[0])
     assert summary["stages"]["redact"]["partitions"] == 4
+    assert summary["dask"]["partitions"] == sum(s["partitions"] for s in summary["stages"].values())
     assert not list(Path(f"{db}.partitions").iterdir())  # every partition's files are gone once written
 
 
