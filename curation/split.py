@@ -1,16 +1,18 @@
 """Train/holdout split: group-aware, deterministic, stable across dataset versions, leak-checked.
 
-A trace's group key is its session, else its user, else its duplicate cluster, else itself.
-Traces are joined into components by group key and by near-duplicate pairs (MinHash at
-`split.near_threshold`), and whole components go to one side. A trace assigned by an earlier run
-keeps its side (`splits` table), so successive adapters are evaluated on comparable holdouts; new
-components take the side of an already assigned member, else go to holdout when the salted hash of
-the group key of their earliest-created member falls below `holdout_fraction`. So each stratum
-keeps its share in expectation, and a component's side does not depend on which other traces the
-store holds. Past `max_holdout` rows, the holdout keeps its earliest-created components and later
-ones go to train; below `min_holdout`, the earliest-created train components move over. The
-leakage check then verifies that no group, duplicate cluster or near-duplicate pair spans both
-sides."""
+A trace's group key is its session, else its user, else its duplicate cluster, else itself. Traces
+sharing a group key or a near-duplicate pair (MinHash at `split.near_threshold`) are joined, and
+joined traces share a side. Traces are placed one at a time in order of creation: a trace takes the
+side of the placed traces it is joined to; one joined to nothing starts a component, which goes to
+holdout while the holdout is under `min_holdout` rows (once a train row exists), else when the salted
+hash of its group key falls below `holdout_fraction`, and never once the holdout holds `max_holdout`
+rows. A trace joined to both sides, or to a full holdout, is left out with its reason. So a side
+depends only on the traces created before it: a run after new traces arrived gives what a run from
+scratch on the union gives, and each stratum keeps its share in expectation. A trace placed by an
+earlier run keeps its side (`splits` table), so successive adapters are evaluated on comparable
+holdouts; where that differs from a run from scratch (traces that arrive older than placed ones, or
+changed settings) it is counted. The leakage check then verifies that no group, duplicate cluster or
+near-duplicate pair spans both sides."""
 
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ class Member:
     cluster_id: str | None = None
     tags: list[str] = field(default_factory=list)
     created: float | None = None
+    place: str | None = None  # orders traces created at the same time (the duplicate cluster, else the id)
 
     @property
     def group_key(self) -> str:
@@ -48,6 +51,14 @@ class Member:
         if self.cluster_id:
             return f"cluster:{self.cluster_id}"
         return f"trace:{self.trace_id}"
+
+
+def shown_group(key: str) -> str:
+    """A group key as outputs show it: a session or user id (raw input, never redacted) as a short hash."""
+    kind, _, _ = key.partition(":")
+    if kind not in ("session", "user"):
+        return key
+    return f"{kind}:#{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
 class LeakageError(RuntimeError):
@@ -68,8 +79,9 @@ class SplitStats(Counts):
     groups_train: int = 0
     groups_holdout: int = 0
     sticky: int = 0
-    sticky_overrides: int = 0  # rows whose earlier side differs from the one their group's hash gives now
+    sticky_overrides: int = 0  # rows whose earlier side differs from the one a run from scratch gives now
     bridging: list[str] = field(default_factory=list)  # new traces joining groups placed on both sides
+    holdout_full: list[str] = field(default_factory=list)  # new traces of holdout groups once it is full
     near_pairs: int = 0
     cross_pairs: int = 0
     strata: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -114,81 +126,123 @@ def assign(
     previous: dict[str, str],
     pairs: np.ndarray | None = None,
 ) -> tuple[dict[str, str], SplitStats]:
-    """Side of every member. `previous` maps trace ids to their side in earlier versions; `pairs`
-    (index pairs into `members`, e.g. from `near_pairs`) joins near-duplicates into one component."""
+    """Side of every member placed (members left out are in `stats.bridging` / `stats.holdout_full`).
+    `previous` maps trace ids to their side in earlier versions; `pairs` (index pairs into `members`,
+    e.g. from `near_pairs`) joins near-duplicates into one component."""
     started = time.perf_counter()
-    stats = SplitStats()
-    n = len(members)
-    uf = _UnionFind(n)
-    first_of: dict[str, int] = {}
-    for i, m in enumerate(members):
-        uf.union(first_of.setdefault(m.group_key, i), i)
     pairs = pairs if pairs is not None else np.empty((0, 2), np.int64)
-    stats.near_pairs = len(pairs)
+    order = sorted(range(len(members)), key=lambda i: (_created(members[i]), members[i].place or members[i].trace_id))
+    near: dict[int, list[int]] = defaultdict(list)
     for a, b in pairs.tolist():
-        uf.union(a, b)
-    components: dict[int, list[int]] = defaultdict(list)
-    for i in range(n):
-        components[uf.find(i)].append(i)
-
-    side: dict[int, str] = {}
-    mixed: set[int] = set()  # components whose earlier members are on both sides
-    order: list[tuple[float, str, int, bool]] = []  # (created, hash order, root, holdout by hash)
-    for root, idx in components.items():
-        # the component is known by its earliest-created member's group, which later arrivals do not change
-        created, key = min((_created(members[i]), members[i].group_key) for i in idx)
-        h = group_hash(key, cfg.seed)
-        order.append((created, f"{h:.17f}{key}", root, h < cfg.holdout_fraction))
-        earlier = {previous[members[i].trace_id] for i in idx if members[i].trace_id in previous}
-        if earlier:
-            side[root] = HOLDOUT if HOLDOUT in earlier else TRAIN
-        if len(earlier) > 1:  # new traces join groups placed on both sides: they cannot go to either
-            mixed.add(root)
-            stats.bridging += [members[i].trace_id for i in idx if members[i].trace_id not in previous]
-    order.sort()
-    size = {root: len(idx) for root, idx in components.items()}
-    holdout_rows = sum(size[r] for r, s in side.items() if s == HOLDOUT)
-    # In order of creation, components whose hash falls below the fraction fill the holdout up to the cap;
-    # from the first one that does not fit, the rest go to train (an earlier run's refusal counts while the
-    # holdout is still that full). So a run after new traces arrived decides as a run from scratch would.
-    blocked = False
-    fresh_train = []
-    for _, _, root, by_hash in order:
-        if root in side:
-            blocked |= by_hash and side[root] == TRAIN and holdout_rows + size[root] > cfg.max_holdout
-            stats.sticky_overrides += size[root] * ((side[root] == HOLDOUT) != by_hash)
-            continue
-        fits = not blocked and holdout_rows + size[root] <= cfg.max_holdout
-        side[root] = HOLDOUT if by_hash and fits else TRAIN
-        blocked |= by_hash and not fits
-        if side[root] == HOLDOUT:
-            holdout_rows += size[root]
-        else:
-            fresh_train.append(root)
-    for root in fresh_train[: max(0, len(fresh_train) - 1)]:  # below the floor, the earliest move to holdout
-        if holdout_rows >= cfg.min_holdout or holdout_rows + size[root] > cfg.max_holdout:
-            break
-        side[root] = HOLDOUT
-        holdout_rows += size[root]
-
-    out: dict[str, str] = {}
-    for root, idx in components.items():
-        for i in idx:
-            tid = members[i].trace_id
-            if root not in mixed:
-                out[tid] = side[root]
-            elif tid in previous:  # each earlier member keeps its side; the new ones are left out
-                out[tid] = previous[tid]
-        stats.groups_train += side[root] == TRAIN
-        stats.groups_holdout += side[root] == HOLDOUT
-        if cfg.stratify_tag:
-            stratum = _stratum(members, idx, cfg.stratify_tag)
-            stats.strata.setdefault(stratum, {TRAIN: 0, HOLDOUT: 0})[side[root]] += len(idx)
+        near[a].append(b)
+        near[b].append(a)
+    placed = _Placement(members, cfg, near)
+    for i in order:
+        placed.arrive(i, previous.get(members[i].trace_id))
+    out = placed.sides()
+    stats = placed.stats
+    for tid in _conflicting(members, out, previous, near):
+        del out[tid]
+        stats.bridging.append(tid)
+    if previous:
+        fresh, _ = assign(members, cfg, {}, pairs)
+        stats.sticky_overrides = sum(1 for t, s in out.items() if t in previous and fresh.get(t) != s)
+    stats.near_pairs = len(pairs)
     stats.sticky = sum(1 for m in members if m.trace_id in previous)
     stats.train = sum(1 for s in out.values() if s == TRAIN)
     stats.holdout = len(out) - stats.train
+    components: dict[int, list[int]] = defaultdict(list)
+    for i, m in enumerate(members):
+        if m.trace_id in out:
+            components[placed.uf.find(i)].append(i)
+    for idx in components.values():
+        side = out[members[idx[0]].trace_id]
+        stats.groups_train += side == TRAIN
+        stats.groups_holdout += side == HOLDOUT
+        if cfg.stratify_tag:
+            stratum = _stratum(members, idx, cfg.stratify_tag)
+            stats.strata.setdefault(stratum, {TRAIN: 0, HOLDOUT: 0})[side] += len(idx)
     stats.seconds = time.perf_counter() - started
     return out, stats
+
+
+class _Placement:
+    """Traces placed one at a time in order of creation, so that the sides of a store's traces do not
+    depend on which later traces it holds: a run after new traces arrived decides as a run from scratch
+    on the union would."""
+
+    def __init__(self, members: list[Member], cfg: SplitConfig, near: dict[int, list[int]]) -> None:
+        self.members, self.cfg, self.near = members, cfg, near
+        self.uf = _UnionFind(len(members))
+        self.side: dict[int, str] = {}  # placed trace index -> side
+        self.group: dict[str, int] = {}  # group key -> a placed member
+        self.holdout_rows = self.train_rows = 0
+        self.stats = SplitStats()
+
+    def arrive(self, i: int, earlier: str | None) -> None:
+        """Place trace `i`: with its earlier side if it has one, else with the placed traces it is joined
+        to, else by the hash of its group key (its own component); or leave it out."""
+        m = self.members[i]
+        joined = [j for j in self.near[i] if j in self.side]
+        if m.group_key in self.group:
+            joined.append(self.group[m.group_key])
+        sides = {self.side[j] for j in joined}
+        if earlier is not None:
+            side = earlier
+        elif len(sides) > 1:  # a new trace joining traces placed on both sides can go to neither
+            self.stats.bridging.append(m.trace_id)
+            return
+        elif sides:
+            side = next(iter(sides))
+        else:
+            side = self._new_component(m)
+        if side == HOLDOUT and earlier is None and sides and self.holdout_rows >= self.cfg.max_holdout:
+            self.stats.holdout_full.append(m.trace_id)  # its group is in the holdout, which is full
+            return
+        self.side[i] = side
+        self.holdout_rows += side == HOLDOUT
+        self.train_rows += side == TRAIN
+        self.group.setdefault(m.group_key, i)
+        for j in joined:
+            if self.side[j] == side:
+                self.uf.union(i, j)
+
+    def _new_component(self, m: Member) -> str:
+        if self.holdout_rows >= self.cfg.max_holdout:
+            return TRAIN
+        if self.train_rows and self.holdout_rows < self.cfg.min_holdout:  # the earliest components fill the floor
+            return HOLDOUT
+        return HOLDOUT if group_hash(m.group_key, self.cfg.seed) < self.cfg.holdout_fraction else TRAIN
+
+    def sides(self) -> dict[str, str]:
+        return {self.members[i].trace_id: s for i, s in self.side.items()}
+
+
+def _conflicting(
+    members: list[Member], sides: dict[str, str], previous: dict[str, str], near: dict[int, list[int]]
+) -> list[str]:
+    """New traces placed opposite an earlier-placed trace they are joined to. That happens only when
+    traces arrive older than traces an earlier run placed, or the grouping settings changed."""
+    if not previous:
+        return []
+    old_sides: dict[str, set[str]] = defaultdict(set)
+    for m in members:
+        if m.trace_id in previous and m.trace_id in sides:
+            old_sides[m.group_key].add(sides[m.trace_id])
+    out = []
+    for i, m in enumerate(members):
+        side = sides.get(m.trace_id)
+        if side is None or m.trace_id in previous:
+            continue
+        opposite = old_sides[m.group_key] - {side}
+        opposite |= {
+            sides[members[j].trace_id]
+            for j in near[i]
+            if members[j].trace_id in previous and members[j].trace_id in sides
+        } - {side}
+        if opposite:
+            out.append(m.trace_id)
+    return out
 
 
 def _created(m: Member) -> float:
@@ -212,7 +266,7 @@ def check(
     placed = [m for m in members if m.trace_id in sides]  # traces left out (bridging) are not exported
     problems: list[str] = [
         f"{m.trace_id} was in {previous[m.trace_id]} in an earlier version, now in {sides[m.trace_id]} "
-        f"(its group {m.group_key} joins traces from both sides)"
+        f"(its group {shown_group(m.group_key)} joins traces from both sides)"
         for m in placed
         if previous and m.trace_id in previous and previous[m.trace_id] != sides[m.trace_id]
     ]
@@ -225,7 +279,7 @@ def check(
         for value, by_side in sorted(seen.items()):
             if len(by_side) > 1:
                 problems.append(
-                    f"{attr} {value} in train ({', '.join(by_side[TRAIN][:3])}) "
+                    f"{attr} {shown_group(value)} in train ({', '.join(by_side[TRAIN][:3])}) "
                     f"and holdout ({', '.join(by_side[HOLDOUT][:3])})"
                 )
     pairs = pairs if pairs is not None else np.empty((0, 2), np.int64)

@@ -20,7 +20,7 @@ class SplitStage(Stage):
     """Group-aware, sticky train/holdout sides for the traces that passed the export checks."""
 
     name = "split"
-    reasons = ("joins_train_and_holdout",)
+    reasons = ("joins_train_and_holdout", "holdout_full")
 
     def __init__(self, cfg: Any, upstream: str = "SELECT trace_id FROM traces") -> None:
         super().__init__(cfg, upstream)
@@ -50,14 +50,18 @@ class SplitStage(Stage):
         lsh.write_bands(store, out, self.layout)
 
     def members(self, store: Store) -> list[split.Member]:
-        """What the split needs of each trace that reaches it, in trace-id order."""
+        """What the split needs of each trace that reaches it, in trace-id order. The copy kept of a
+        duplicate cluster arrives when the cluster's first copy did, so a later, better copy taking over
+        the cluster does not move it in the order of creation."""
         tags = "t.tags" if self.sc.stratify_tag else "NULL"
         return [
-            split.Member(tid, sid, uid, cid, list(tg or []), created)
+            split.Member(tid, sid, uid, cid, list(tg or []), created, cid)
             for tid, sid, uid, cid, tg, created in store.con.execute(
-                f"SELECT t.trace_id, t.session_id, t.user_id, c.cluster_id, {tags}, epoch(t.created_at) "
+                f"SELECT t.trace_id, t.session_id, t.user_id, c.cluster_id, {tags}, "
+                "coalesce(f.first, epoch(t.created_at)) "
                 f"FROM ({self.upstream}) u JOIN traces t USING (trace_id) LEFT JOIN dup_clusters c USING (trace_id) "
-                "ORDER BY t.trace_id"
+                "LEFT JOIN (SELECT cluster_id, min(epoch(created_at)) AS first FROM dup_clusters "
+                "JOIN traces USING (trace_id) GROUP BY ALL) f USING (cluster_id) ORDER BY t.trace_id"
             ).fetchall()
         ]
 
@@ -82,11 +86,15 @@ class SplitStage(Stage):
         sides, stats = split.assign(members, self.sc, previous, pairs)
         checked = split.check(members, sides, pairs, previous)
         new = [m for m in members if m.trace_id not in previous and m.trace_id in sides]
+        reasons = {
+            **dict.fromkeys(stats.holdout_full, "holdout_full"),
+            **dict.fromkeys(stats.bridging, "joins_train_and_holdout"),
+        }
         left_out = pa.table(
             {
-                "trace_id": pa.array(stats.bridging, pa.string()),
-                "key": pa.array(["-"] * len(stats.bridging), pa.string()),
-                "reason": pa.array(["joins_train_and_holdout"] * len(stats.bridging), pa.string()),
+                "trace_id": pa.array(list(reasons), pa.string()),
+                "key": pa.array(["-"] * len(reasons), pa.string()),
+                "reason": pa.array(list(reasons.values()), pa.string()),
             }
         )
         table = pa.table(
@@ -104,6 +112,7 @@ class SplitStage(Stage):
             con.execute("INSERT INTO verdicts SELECT 'split', trace_id, key, reason, NULL FROM _left")
         detail = stats.as_dict()
         detail.pop("bridging")
+        detail.pop("holdout_full")
         return {**detail, "leakage": {"near_pairs_checked": checked, "leaks": 0}}
 
     def drops(self) -> str:

@@ -13,10 +13,12 @@ import numpy as np
 import orjson
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from curation import curate, export, split
 from curation.store import Store
-from schemas.config import Config, ExportConfig, load_config
+from schemas.config import Config, ExportConfig, SplitConfig, load_config
 from schemas.dataset import DatasetError, load_manifest
 from tests.helpers import DEMO_CONFIG, chat_log, convo, write_jsonl
 
@@ -268,8 +270,8 @@ def test_split_fractions_stratification_and_bounds() -> None:
     assert 170 <= stats.holdout <= 230  # a hash threshold at 0.1: 200 expected, 3 standard deviations either way
     assert 0.08 <= stats.strata["category:a"]["holdout"] / 1500 <= 0.12
     assert 0.06 <= stats.strata["category:b"]["holdout"] / 500 <= 0.14
-    # a group's side depends on its key alone: the first 1000 members get the same sides on their own
-    alone, _ = split.assign(members[:1000], cfg.model_copy(update={"min_holdout": 0}), {})
+    # a side depends only on the traces before it: the first 1000 members get the same sides on their own
+    alone, _ = split.assign(members[:1000], cfg.model_copy(update={"stratify_tag": "category:"}), {})
     assert all(alone[t] == sides[t] for t in alone)
     again, _ = split.assign(members, cfg, {})
     assert again == split.assign(members, cfg, {})[0]  # deterministic
@@ -278,8 +280,12 @@ def test_split_fractions_stratification_and_bounds() -> None:
     assert capped.holdout == 50
     last = max(i for i, m in enumerate(dated) if capped_sides[m.trace_id] == "holdout")
     assert last < 1000  # the cap keeps the earliest-created holdout groups; later ones go to train
-    _, floor = split.assign(members[:20], cfg.model_copy(update={"min_holdout": 5}), {})
-    assert floor.holdout == 5
+    floor_sides, floor = split.assign(members[:20], cfg.model_copy(update={"min_holdout": 5}), {})
+    first = [floor_sides[m.trace_id] for m in members[:20] if floor_sides[m.trace_id] == "train"][:1]
+    assert floor.holdout >= 5 and floor.train >= 1 and first == ["train"]
+    after_first_train = [floor_sides[m.trace_id] for m in members[:20]]
+    start = after_first_train.index("train") + 1
+    assert after_first_train[start : start + 5] == ["holdout"] * 5  # the earliest components fill the floor
 
 
 @pytest.mark.parametrize(
@@ -422,3 +428,37 @@ def test_report_renders_offline_and_shows_hostile_text_as_text(two_versions) -> 
         assert page.locator("script").count() == 0
     assert requests == [report.as_uri()]
     assert errors == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 40), st.sampled_from([None, "s1", "s2", "s3"]), st.sampled_from([None, "u1", "u2"])),
+        min_size=2,
+        max_size=60,
+    ),
+    st.lists(st.tuples(st.integers(0, 59), st.integers(0, 59)), max_size=30),
+    st.integers(1, 59),
+    st.integers(1, 12),
+    st.integers(0, 4),
+)
+def test_a_split_after_new_traces_equals_one_from_scratch(traces, near, cut, max_holdout, min_holdout) -> None:
+    """Traces placed in two runs (time-ordered arrivals) get the sides, and the same traces left out, as
+    one run over the union, whatever the groups, near pairs, bridging traces and a full holdout."""
+    members = [
+        split.Member(f"t{i:02d}", session_id=s, user_id=u, created=float(t))
+        for i, (t, s, u) in enumerate(sorted(traces, key=lambda r: r[0]))
+    ]
+    pairs = np.array([p for p in near if max(p) < len(members) and p[0] != p[1]] or np.empty((0, 2)), np.int64)
+    cfg = SplitConfig(holdout_fraction=0.4, max_holdout=max_holdout, min_holdout=min(min_holdout, max_holdout))
+    cut = min(cut, len(members) - 1)
+    early = [i for i, m in enumerate(members) if m.created <= members[cut].created]
+    index = {old: new for new, old in enumerate(early)}
+    early_pairs = np.array([(index[a], index[b]) for a, b in pairs.tolist() if a in index and b in index], np.int64)
+    first, _ = split.assign([members[i] for i in early], cfg, {}, early_pairs.reshape(-1, 2))
+    union, union_stats = split.assign(members, cfg, {}, pairs)
+    again, stats = split.assign(members, cfg, first, pairs)
+    assert again == union
+    assert sorted(stats.bridging + stats.holdout_full) == sorted(union_stats.bridging + union_stats.holdout_full)
+    assert stats.sticky_overrides == 0 and union_stats.holdout <= max_holdout
+    split.check(members, again, pairs, first)
