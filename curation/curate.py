@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from curation import decisions, stage, versions
+from curation import decisions, export, filters, stage, tokens, versions
 from curation.dedupe import DedupeStage
 from curation.gates import LeakGateStage, ReviewStage
 from curation.quality import ExportCheckStage, FilterStage
@@ -42,6 +42,20 @@ def require_traces(store: Store, how: str) -> int:
     if not n:
         raise EmptyStoreError(f"{store.path}: no traces to curate yet; ingest some first: {how}")
     return n
+
+
+def preflight(cfg: Config, out: Path | None = None) -> None:
+    """Check what only a run can check before any stage works: the rules named in filter.disabled, the
+    tokenizer, the JSON schema file and (with `out`) a writable dataset folder. Errors name the key or path."""
+    filters.active_rules(cfg.filter)
+    filters.load_schema(cfg.filter.expect_json_schema)
+    if cfg.filter.tokenizer != "approx":
+        try:
+            tokens.counter(cfg.filter.tokenizer)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"filter.tokenizer: {cfg.filter.tokenizer}: cannot be loaded ({exc})") from None
+    if out is not None:
+        export.check_writable(out)
 
 
 def pipeline(cfg: Config) -> list[stage.Stage]:
@@ -82,6 +96,7 @@ def run(
     (the `--json` output): traces, each stage's stats, train/holdout rows, the dataset version."""
     started = time.perf_counter()
     summary: dict[str, Any] = {"traces": require_traces(store, f"tracetune ingest PATH... --db {store.path}")}
+    preflight(config, out)
     summary["stages"] = {name: run_stage(store, config, name, progress) for name in NAMES}
     return finish(store, config, out, summary, started)
 

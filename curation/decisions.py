@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from curation import split
 from curation.stage import Stage
 from curation.store import Store
 from schemas.config import Config, config_hash
@@ -19,8 +20,9 @@ def record(store: Store, stages: list[Stage], cfg: Config) -> None:
         for s in stages
     )
     last = stages[-1]
-    keeps = (
-        "SELECT s.trace_id, 'split', 'keep', NULL, json_object('split', s.split, 'group', s.group_key)::VARCHAR "
+    keeps = (  # session and user ids are raw input: the group is shown hashed
+        f"SELECT s.trace_id, 'split', 'keep', NULL, json_object('split', s.split, 'group', "
+        f"{split.shown_group_sql('s.group_key')})::VARCHAR "
         f"FROM splits s SEMI JOIN ({last.upstream}) u ON s.trace_id = u.trace_id"
     )
     with store.transaction() as con:

@@ -155,9 +155,47 @@ def next_version(root: Path) -> int:
     return max(numbers, default=0) + 1
 
 
+class OutputError(OSError):
+    """The dataset folder cannot be created or written; the message names it."""
+
+
+def check_writable(root: Path) -> None:
+    """Write (then remove) a probe file in `root`, or in its nearest existing parent when it does not exist
+    yet (nothing is left behind); OutputError naming `root` otherwise."""
+    where = root
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        if not where.is_dir():
+            raise NotADirectoryError(20, "a parent is not a folder")
+        probe = where / f".write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"{root}: the dataset folder is not writable ({exc.strerror or exc})") from None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def staging_folder(root: Path) -> Path:
-    """An empty temporary folder in `root` where a version is written before `publish` renames it."""
+    """An empty temporary folder in `root` where a version is written before `publish` renames it. What
+    a killed run left there (its staging folder, its half-switched `latest` link) is removed first."""
     root.mkdir(parents=True, exist_ok=True)
+    for left in [*root.glob(".staging-*"), *root.glob(".latest.tmp-*")]:
+        pid = left.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            if left.is_dir() and not left.is_symlink():
+                shutil.rmtree(left, ignore_errors=True)
+            else:
+                left.unlink(missing_ok=True)
     tmp = root / f".staging-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -188,12 +226,17 @@ def publish(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    switch_latest(root, final)
+    return final, manifest
+
+
+def switch_latest(root: Path, final: Path) -> None:
+    """Point `root/latest` at the version folder `final`, atomically."""
     link = root / f".latest.tmp-{os.getpid()}"
     if link.is_symlink() or link.exists():
         link.unlink()
     link.symlink_to(final.name)
     os.replace(link, root / "latest")
-    return final, manifest
 
 
 def write_file(folder: Path, name: str, data: bytes) -> FileEntry:

@@ -180,6 +180,13 @@ def build_analyzer(cfg: RedactConfig) -> AnalyzerEngine:
                 global_regex_flags=re.MULTILINE,
             )
         )
+    known = set(registry.get_supported_entities(languages=["en"]))
+    unknown = [e for e in entities(cfg) if e not in known]
+    if unknown:
+        raise ValueError(
+            f"redact.entities: {unknown[0]!r} is not an entity type any recognizer finds "
+            f"(known: {', '.join(sorted(known))}; add your own under redact.custom_entities)"
+        )
     in_use = registry.get_recognizers(language="en", entities=entities(cfg))
     nlp_engine.lemmas = any(getattr(r, "context", None) for r in in_use)
     return AnalyzerEngine(

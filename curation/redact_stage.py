@@ -17,6 +17,7 @@ from curation import redact
 from curation.fields import exported_fields
 from curation.stage import Stage, rows
 from curation.store import Store
+from schemas.config import RedactConfig
 
 REDACTION_COLUMNS = (
     "trace_id",
@@ -35,6 +36,31 @@ _INT_COLUMNS = ("message_index", "start_offset", "end_offset")
 def text_hash(text: str) -> str:
     """The key of a text's findings."""
     return xxhash.xxh3_128_hexdigest(text.encode("utf-8", "surrogatepass"))
+
+
+def redact_texts(store: Store | None, rc: RedactConfig, texts: list[str]) -> list[str]:
+    """Texts from outside a trace's messages (input file paths, quarantine excerpts and messages) redacted
+    as trace text is. With a writable `store`, each distinct text is analyzed once ever (`pii_findings`)."""
+    digest = redact.analyzer_digest(rc)
+    distinct = list(dict.fromkeys(t for t in texts if t.strip()))
+    cached: dict[str, list[redact.Finding]] = {}
+    if store is not None and distinct:
+        keys = [text_hash(t) for t in distinct]
+        sql = "SELECT text_hash, findings FROM pii_findings WHERE analyzer = ? AND list_contains(?, text_hash)"
+        found = store.con.execute(sql, [digest, keys]).fetchall()
+        cached = {h: [tuple(f) for f in orjson.loads(js)] for h, js in found}
+    todo = [t for t in distinct if text_hash(t) not in cached]
+    fresh = dict(zip(todo, redact.analyze_texts(todo, rc), strict=True))
+    writable = store is not None and not store.read_only
+    if writable and fresh:
+        rows = [(text_hash(t), digest, orjson.dumps(f).decode()) for t, f in fresh.items()]
+        store.con.executemany("INSERT INTO pii_findings VALUES (?, ?, ?)", rows)
+    out = []
+    for text in texts:
+        found = fresh[text] if text in fresh else cached.get(text_hash(text), [])
+        field = [(0, "content", text)]
+        out.append(redact.redact_trace([{"content": text}], None, field, [found], rc)[0][0]["content"])
+    return out
 
 
 class RedactStage(Stage):

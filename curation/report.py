@@ -14,6 +14,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from curation import changes, charts, dedupe, funnel
 from curation.decisions import reasons_by_stage
+from curation.redact_stage import redact_texts
 from schemas.config import Config, config_hash
 from schemas.dataset import DatasetManifest
 
@@ -50,7 +51,7 @@ def _redacted(store: Store, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     return {tid: orjson.loads(m) for tid, m in rows}
 
 
-def _examples(store: Store) -> dict[str, list[dict[str, Any]]]:
+def _examples(store: Store, cfg: Config) -> dict[str, list[dict[str, Any]]]:
     """Up to EXAMPLES redacted examples per stage:reason; duplicates show their kept copy."""
     rows = store.con.execute(
         "SELECT stage, reason, trace_id, detail FROM (SELECT *, row_number() OVER "
@@ -74,13 +75,15 @@ def _examples(store: Store) -> dict[str, list[dict[str, Any]]]:
         else:
             item["note"] = "no redacted text (the trace failed before redaction)"
         out.setdefault(f"{stage}:{reason}", []).append(item)
-    for code, file, line in store.con.execute(
+    found = store.con.execute(
         "SELECT code, source_file, source_line FROM (SELECT *, row_number() OVER (PARTITION BY code ORDER BY "
         "source_file, source_line) AS k FROM quarantine WHERE stage = 'ingest') WHERE k <= ? ORDER BY ALL",
         [EXAMPLES],
-    ).fetchall():
+    ).fetchall()
+    names = redact_texts(store, cfg.redact, [Path(file).name for _, file, _ in found])  # file names may hold PII
+    for (code, _, line), name in zip(found, names, strict=True):
         out.setdefault(f"ingest:{code}", []).append(
-            {"trace_id": f"{Path(file).name}:{line}", "note": "quarantined at ingest (raw text not shown)"}
+            {"trace_id": f"{name}:{line}", "note": "quarantined at ingest (raw text not shown)"}
         )
     return out
 
@@ -122,6 +125,18 @@ def _clusters(store: Store, counts: dict[str, Any]) -> dict[str, Any]:
         "sizes": {str(k): v for k, v in counts["sizes"].items()},
         "examples": examples,
     }
+
+
+def _inputs(store: Store, cfg: Config) -> list[dict[str, Any]]:
+    """The input files with their counts; their paths redacted (a file name may hold PII too)."""
+    files = store.con.execute(
+        "SELECT path, sha256, records, accepted, quarantined FROM ingest_files ORDER BY path"
+    ).fetchall()
+    paths = redact_texts(store, cfg.redact, [f[0] for f in files])
+    return [
+        {"path": p, "sha256": s, "records": int(r), "accepted": int(a), "quarantined": int(q)}
+        for p, (_, s, r, a, q) in zip(paths, files, strict=True)
+    ]
 
 
 def _distribution(values: list[int]) -> dict[str, Any]:
@@ -199,12 +214,7 @@ def build(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "config_hash": config_hash(cfg),
         "config": cfg.model_dump(mode="json"),
-        "inputs": [
-            {"path": p, "sha256": s, "records": int(r), "accepted": int(a), "quarantined": int(q)}
-            for p, s, r, a, q in store.con.execute(
-                "SELECT path, sha256, records, accepted, quarantined FROM ingest_files ORDER BY path"
-            ).fetchall()
-        ],
+        "inputs": _inputs(store, cfg),
         "funnel": [{k: r[k] for k in ("stage", "in", "out")} for r in rows],
         "funnel_counts": {
             "records": int(ingest[0]),
@@ -222,7 +232,7 @@ def build(
         and decided.get("keep", 0) == len(train.ids) + len(holdout.ids)
         and all(reasons.get("dedupe", {}).get(r, 0) == n for r, n in dups["dropped_by_reason"].items() if n),
         "reasons": reasons,
-        "examples": _examples(store),
+        "examples": _examples(store, cfg),
         "leak_gate": {
             "mode": cfg.redact.leak_gate,
             "quarantined": [

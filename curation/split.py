@@ -40,7 +40,8 @@ class Member:
     cluster_id: str | None = None
     tags: list[str] = field(default_factory=list)
     created: float | None = None
-    place: str | None = None  # orders traces created at the same time (the duplicate cluster, else the id)
+    place: str | None = None  # orders traces created at the same time: the first copy's id (default: its own)
+    stands_for: tuple[str, ...] = ()  # the groups of its duplicate cluster's copies, first copy's first
 
     @property
     def group_key(self) -> str:
@@ -59,6 +60,14 @@ def shown_group(key: str) -> str:
     if kind not in ("session", "user"):
         return key
     return f"{kind}:#{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+def shown_group_sql(column: str) -> str:
+    """`shown_group` as a DuckDB expression over the group-key column `column`."""
+    kind = f"split_part({column}, ':', 1)"
+    return (
+        f"CASE WHEN {kind} IN ('session', 'user') THEN {kind} || ':#' || left(sha256({column}), 12) ELSE {column} END"
+    )
 
 
 class LeakageError(RuntimeError):
@@ -183,9 +192,8 @@ class _Placement:
         """Place trace `i`: with its earlier side if it has one, else with the placed traces it is joined
         to, else by the hash of its group key (its own component); or leave it out."""
         m = self.members[i]
-        joined = [j for j in self.near[i] if j in self.side]
-        if m.group_key in self.group:
-            joined.append(self.group[m.group_key])
+        keys = list(dict.fromkeys(m.stands_for or (m.group_key,)))
+        joined = [j for j in self.near[i] if j in self.side] + [self.group[k] for k in keys if k in self.group]
         sides = {self.side[j] for j in joined}
         if earlier is not None:
             side = earlier
@@ -202,7 +210,8 @@ class _Placement:
         self.side[i] = side
         self.holdout_rows += side == HOLDOUT
         self.train_rows += side == TRAIN
-        self.group.setdefault(m.group_key, i)
+        for key in keys:
+            self.group.setdefault(key, i)
         for j in joined:
             if self.side[j] == side:
                 self.uf.union(i, j)
@@ -212,7 +221,8 @@ class _Placement:
             return TRAIN
         if self.train_rows and self.holdout_rows < self.cfg.min_holdout:  # the earliest components fill the floor
             return HOLDOUT
-        return HOLDOUT if group_hash(m.group_key, self.cfg.seed) < self.cfg.holdout_fraction else TRAIN
+        key = m.stands_for[0] if m.stands_for else m.group_key
+        return HOLDOUT if group_hash(key, self.cfg.seed) < self.cfg.holdout_fraction else TRAIN
 
     def sides(self) -> dict[str, str]:
         return {self.members[i].trace_id: s for i, s in self.side.items()}

@@ -51,17 +51,29 @@ class SplitStage(Stage):
 
     def members(self, store: Store) -> list[split.Member]:
         """What the split needs of each trace that reaches it, in trace-id order. The copy kept of a
-        duplicate cluster arrives when the cluster's first copy did, so a later, better copy taking over
-        the cluster does not move it in the order of creation."""
+        duplicate cluster stands for all its copies: it arrives when the cluster's first copy did, with
+        their groups (a copy without session or user is known by the first copy's id), so a later, better
+        copy taking over the cluster changes no other trace's side."""
         tags = "t.tags" if self.sc.stratify_tag else "NULL"
+
+        def key(t: str, first: str) -> str:
+            return (
+                f"CASE WHEN nullif({t}.session_id, '') IS NOT NULL THEN 'session:' || {t}.session_id "
+                f"WHEN nullif({t}.user_id, '') IS NOT NULL THEN 'user:' || {t}.user_id ELSE 'trace:' || {first} END"
+            )
+
+        copies = (
+            "SELECT cluster_id, min(first) AS first, list(key ORDER BY first, key) AS keys FROM ("
+            f"SELECT c.cluster_id, {key('d', 'substr(c.cluster_id, 5)')} AS key, min(epoch(d.created_at)) AS first "
+            "FROM dup_clusters c JOIN traces d USING (trace_id) GROUP BY ALL) GROUP BY ALL"
+        )
         return [
-            split.Member(tid, sid, uid, cid, list(tg or []), created, cid)
-            for tid, sid, uid, cid, tg, created in store.con.execute(
+            split.Member(tid, sid, uid, cid, list(tg or []), created, cid[4:] if cid else tid, tuple(keys))
+            for tid, sid, uid, cid, tg, created, keys in store.con.execute(
                 f"SELECT t.trace_id, t.session_id, t.user_id, c.cluster_id, {tags}, "
-                "coalesce(f.first, epoch(t.created_at)) "
+                f"coalesce(f.first, epoch(t.created_at)), coalesce(f.keys, [{key('t', 't.trace_id')}]) "
                 f"FROM ({self.upstream}) u JOIN traces t USING (trace_id) LEFT JOIN dup_clusters c USING (trace_id) "
-                "LEFT JOIN (SELECT cluster_id, min(epoch(created_at)) AS first FROM dup_clusters "
-                "JOIN traces USING (trace_id) GROUP BY ALL) f USING (cluster_id) ORDER BY t.trace_id"
+                f"LEFT JOIN ({copies}) f USING (cluster_id) ORDER BY t.trace_id"
             ).fetchall()
         ]
 

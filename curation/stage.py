@@ -209,15 +209,20 @@ def run(stage: Stage, store: Store, progress: Progress | None = None, runner: Ru
             sizes.append(part.num_rows)
             yield part, stage.prepare(store, part)
 
-    for out in (runner or LocalRunner()).map(stage, work()):
-        with store.transaction():
-            stage.write(store, out)
-        stats.processed += sizes.popleft()
-        del out
-        release_memory()
-        stats.partitions += 1
-        if progress:
-            progress(stage.name, stats.processed, total)
+    try:
+        for out in (runner or LocalRunner()).map(stage, work()):
+            with store.transaction():
+                stage.write(store, out)
+            stats.processed += sizes.popleft()
+            del out
+            release_memory()
+            stats.partitions += 1
+            if progress:
+                progress(stage.name, stats.processed, total)
+    finally:
+        close = getattr(parts, "close", None)
+        if close:  # on an error too, while the store is open: the reader drops its temp table
+            close()
     stats.detail = stage.finish(store)
     stats.traces_in, stats.dropped = stage.tally(store)
     stats.kept = stats.traces_in - sum(stats.dropped.values())

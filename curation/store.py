@@ -295,6 +295,7 @@ class Store:
         """Open (or create) the database. DuckDB's own default memory limit is 80% of the machine's
         RAM; tracetune caps it (data beyond the cap spills to disk) so stages run beside training."""
         self.path = Path(path)
+        self.read_only = read_only
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -13,9 +13,10 @@ from typing import Any
 import orjson
 
 from curation import export, filters, report
+from curation.redact_stage import redact_texts
 from curation.store import Store
 from schemas.config import Config, config_hash
-from schemas.dataset import TRACE_IDS, DatasetManifest, FileEntry, InputFile
+from schemas.dataset import MANIFEST, TRACE_IDS, DatasetError, DatasetManifest, FileEntry, InputFile, load_manifest
 
 FETCH = 5000  # rows read from the store at a time while writing
 
@@ -79,10 +80,16 @@ def write(store: Store, cfg: Config, kept: str, summary: dict[str, Any], out: Pa
         content.update(b"\0")
         holdout, holdout_entry = _stream(store, kept, "holdout", tmp / "holdout.jsonl", content)
         digest = content.hexdigest()
-        if parent is not None and parent.content_hash == digest:
+        published = _published(store, out, digest)
+        if published is not None:  # these rows are a version already, recorded or left unrecorded by a killed run
             shutil.rmtree(tmp, ignore_errors=True)
-            stamp(store, parent.version)
-            return {"version": parent.version, "changed": False, "path": str((out / "latest").resolve())}
+            folder, manifest, recorded = published
+            if (out / "latest").resolve() != folder.resolve():
+                export.switch_latest(out, folder)
+            if not recorded:
+                _record(store, folder, manifest, len(train.ids), len(holdout.ids))
+            stamp(store, manifest.version)
+            return {"version": manifest.version, "changed": not recorded, "path": str(folder)}
         version = max(export.next_version(out), (parent.version + 1) if parent else 1)
         exported = Exported(train, holdout, StoredRows(store))
         parent_folder = out / f"v{parent.version:04d}" if parent else None
@@ -99,10 +106,9 @@ def write(store: Store, cfg: Config, kept: str, summary: dict[str, Any], out: Pa
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    inputs = [
-        InputFile(path=p, sha256=s, rows=int(n))
-        for p, s, n in store.con.execute("SELECT path, sha256, accepted FROM ingest_files ORDER BY path").fetchall()
-    ]
+    files = store.con.execute("SELECT path, sha256, accepted FROM ingest_files ORDER BY path").fetchall()
+    paths = redact_texts(store, cfg.redact, [p for p, _, _ in files])  # a file name may hold PII too
+    inputs = [InputFile(path=p, sha256=s, rows=int(n)) for p, (_, s, n) in zip(paths, files, strict=True)]
 
     def finish(folder: Path, files: dict[str, FileEntry]) -> DatasetManifest:
         manifest = DatasetManifest(
@@ -124,22 +130,46 @@ def write(store: Store, cfg: Config, kept: str, summary: dict[str, Any], out: Pa
         return manifest
 
     folder, manifest = export.publish(out, tmp, version, entries, finish)
+    _record(store, folder, manifest, len(train.ids), len(holdout.ids))
+    stamp(store, version)
+    return {"version": version, "changed": True, "path": str(folder)}
+
+
+def _published(store: Store, out: Path, digest: str) -> tuple[Path, DatasetManifest, bool] | None:
+    """The version folder (`latest`, else the newest) that holds exactly these rows, with whether the store
+    records it. One a killed run published but did not record (or point `latest` at) counts when it verifies."""
+    for folder in ((out / "latest").resolve(), out / f"v{export.next_version(out) - 1:04d}"):
+        if not (folder / MANIFEST).is_file():
+            continue
+        manifest = DatasetManifest.model_validate_json((folder / MANIFEST).read_bytes())
+        if manifest.content_hash != digest:
+            continue
+        sql = "SELECT 1 FROM dataset_versions WHERE version = ? AND content_hash = ?"
+        if store.con.execute(sql, [manifest.version, digest]).fetchone():
+            return folder, manifest, True
+        try:
+            load_manifest(folder, verify=True)
+        except DatasetError:
+            continue
+        return folder, manifest, False
+    return None
+
+
+def _record(store: Store, folder: Path, manifest: DatasetManifest, train_rows: int, holdout_rows: int) -> None:
     store.con.execute(
         "INSERT OR REPLACE INTO dataset_versions (version, parent_version, content_hash, config_hash, path, "
         "train_rows, holdout_rows, manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            version,
+            manifest.version,
             manifest.parent_version,
-            digest,
+            manifest.content_hash,
             manifest.config_hash,
             str(folder),
-            len(train.ids),
-            len(holdout.ids),
+            train_rows,
+            holdout_rows,
             manifest.model_dump_json(),
         ],
     )
-    stamp(store, version)
-    return {"version": version, "changed": True, "path": str(folder)}
 
 
 def stamp(store: Store, version: int) -> None:

@@ -69,7 +69,9 @@ def curate_flow(
     summary: dict[str, Any] = {}
     if paths:
         summary["ingest"] = ingest_task(paths, db, "auto", config)
-    where = load_config(config).curate.dask if dask is None else dask
+    cfg = load_config(config)
+    curate.preflight(cfg, Path(out) if out else None)  # bad settings and an unwritable folder fail before any stage
+    where = cfg.curate.dask if dask is None else dask
     used: dict[str, Any] | None = None
     if where:
         summary["stages"], used = stages_on_dask(db, config, where)

@@ -140,6 +140,17 @@ class RedactConfig(_Section):
             return "fail" if value else "off"
         return value
 
+    @model_validator(mode="after")
+    def _regexes_compile(self) -> RedactConfig:
+        for name, pattern in self.custom_entities.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"custom_entities.{name}: {pattern!r} is not a valid regex: {exc}") from None
+        return self
+
+
+_LANGUAGE = re.compile(r"[a-z]{2,3}")  # ISO 639-1 (639-3 where a language has no 2-letter code)
 
 REFUSAL_PATTERNS = [
     r"\bI(?:'m| am) (?:sorry|afraid),? (?:but )?I (?:can(?:'|no)t|am unable to|won't)",
@@ -202,6 +213,15 @@ class FilterConfig(_Section):
                 re.compile(pattern)
             except re.error as exc:
                 raise ValueError(f"refusal_patterns: {pattern!r} is not a valid regex: {exc}") from None
+        if self.min_tokens > self.max_tokens:
+            raise ValueError(
+                f"min_tokens ({self.min_tokens}) is above max_tokens ({self.max_tokens}): every trace drops"
+            )
+        if self.date_from and self.date_to and self.date_from >= self.date_to:
+            raise ValueError(f"date_from ({self.date_from}) is not before date_to ({self.date_to}): every trace drops")
+        bad = [code for code in self.languages if not _LANGUAGE.fullmatch(code)]
+        if bad:
+            raise ValueError(f"languages: {bad[0]!r} is not an ISO 639-1 code (e.g. en, fr, zh)")
         return self
 
 
@@ -209,8 +229,12 @@ class SplitConfig(_Section):
     """Group-aware, stable train/holdout split and its leakage check."""
 
     holdout_fraction: float = Field(default=0.1, gt=0, lt=1, description="share of groups in holdout")
-    min_holdout: int = Field(default=10, ge=0, description="fewest holdout rows (when there are enough groups)")
-    max_holdout: int = Field(default=2000, ge=1, description="most holdout rows")
+    min_holdout: int = Field(
+        default=10, ge=0, description="holdout rows the earliest groups fill first (once a train row exists)"
+    )
+    max_holdout: int = Field(
+        default=2000, ge=1, description="most holdout rows (later traces of holdout groups are then left out)"
+    )
     stratify_tag: str | None = Field(
         default=None, description="tag prefix to stratify by (e.g. 'category:'), so each value keeps its share"
     )
@@ -218,6 +242,12 @@ class SplitConfig(_Section):
     near_threshold: float = Field(
         default=0.7, gt=0, lt=1, description="MinHash Jaccard at which a train/holdout pair counts as a leak"
     )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> SplitConfig:
+        if self.min_holdout > self.max_holdout:
+            raise ValueError(f"min_holdout ({self.min_holdout}) is above max_holdout ({self.max_holdout})")
+        return self
 
 
 class ExportConfig(_Section):
@@ -231,7 +261,12 @@ class ExportConfig(_Section):
     )
     system_prompt_text: str | None = Field(default=None, description="the short prompt used by system_prompt: replace")
     max_row_tokens: int = Field(default=16384, ge=1, description="rows over this many tokens fail validation")
-    name: str = Field(default="tracetune", description="dataset name in the manifest and dataset card")
+    name: str = Field(
+        default="tracetune",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$",
+        description="dataset name in the manifest and dataset card, and the adapters' folder name: letters, "
+        "digits, '_', '-', '.' (no path)",
+    )
 
     @model_validator(mode="after")
     def _replacement_given(self) -> ExportConfig:
@@ -294,6 +329,8 @@ def load_config(path: str | Path | None = None) -> Config:
         raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(f"{p}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read the config file: {getattr(exc, 'strerror', None) or exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
@@ -307,7 +344,8 @@ def load_config(path: str | Path | None = None) -> Config:
             parent = _model_at(first["loc"][:-1])
             allowed = ", ".join(parent.model_fields) if parent else "?"
             raise ConfigError(f"{p}: unknown key '{key}' (allowed here: {allowed})") from None
-        raise ConfigError(f"{p}: {key}: {first['msg']}") from None
+        msg = str(first["ctx"]["error"]) if first["type"] == "value_error" and "ctx" in first else first["msg"]
+        raise ConfigError(f"{p}: {key}: {msg}") from None
 
 
 def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:

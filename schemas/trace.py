@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -33,9 +34,12 @@ class Message(_Strict):
     weight: Literal[0, 1] | None = None
 
 
+INT64_MAX = 2**63 - 1  # the `traces` token columns are BIGINT
+
+
 class Usage(_Strict):
-    input_tokens: int | None = Field(default=None, ge=0)
-    output_tokens: int | None = Field(default=None, ge=0)
+    input_tokens: int | None = Field(default=None, ge=0, le=INT64_MAX)
+    output_tokens: int | None = Field(default=None, ge=0, le=INT64_MAX)
 
 
 class Feedback(_Strict):
@@ -83,14 +87,26 @@ def field_path(loc: tuple[int | str, ...]) -> str:
     return out or "<record>"
 
 
+_BOUNDARY = re.compile(r'[\s",{}\[\]]')
+
+
+def cut(text: str, limit: int) -> str:
+    """`text` shortened to at most `limit` characters at a word boundary: an identifier cut short (a partial
+    e-mail address or key) would escape redaction, so a cut-off last word is left out."""
+    if len(text) <= limit:
+        return text
+    ends = [m.start() for m in _BOUNDARY.finditer(text, 0, limit + 1)]
+    return text[: ends[-1]] if ends else ""
+
+
 def describe_errors(exc: ValidationError, limit: int = 3) -> str:
     """One line naming each failing field path and why, e.g. `messages[1].role: Input should be ...`."""
     parts = []
     for err in exc.errors(include_url=False)[:limit]:
         msg = err["msg"]
         if "input" in err and err["type"] not in ("missing",):
-            shown = repr(err["input"])
-            msg += f" (got {shown[:60]})"
+            shown = cut(repr(err["input"]), 60) or f"a {type(err['input']).__name__}"
+            msg += f" (got {shown})"
         parts.append(f"{field_path(err['loc'])}: {msg}")
     more = exc.error_count() - limit
     if more > 0:

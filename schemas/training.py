@@ -76,4 +76,6 @@ class TrainConfig(BaseModel):
     def _check(self) -> TrainConfig:
         if isinstance(self.target_modules, list) and not self.target_modules:
             raise ValueError("target_modules: give 'all-linear' or at least one module name")
+        if self.quantization == "4bit" and self.device in ("cpu", "mps"):
+            raise ValueError(f"quantization: 4bit (QLoRA) needs a CUDA GPU, not device: {self.device}")
         return self

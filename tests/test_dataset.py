@@ -242,7 +242,8 @@ def test_a_leak_across_the_split_fails_the_run_with_the_ids(two_versions, tmp_pa
         with pytest.raises(split.LeakageError) as exc:
             curate.run(store, two_versions["cfg"], tmp_path / "out")
     msg = str(exc.value)
-    assert f"session:{sid}" in msg and "in train" in msg and "and holdout" in msg
+    assert split.shown_group(f"session:{sid}") in msg and "in train" in msg and "and holdout" in msg
+    assert sid not in msg  # a session id is raw input: the message shows its hash
     assert b in msg or a in msg
     assert not (tmp_path / "out").exists()  # nothing exported
 
@@ -404,7 +405,8 @@ def test_cli_curate_writes_a_version_and_exit_4_on_leak(two_versions, tmp_path) 
         timeout=300,
     )
     assert bad.returncode == 4
-    assert "leakage" in bad.stderr and "session:shared" in bad.stderr and "openai_chat:" in bad.stderr
+    shown = split.shown_group("session:shared")
+    assert "leakage" in bad.stderr and shown in bad.stderr and "openai_chat:" in bad.stderr
 
 
 def test_report_renders_offline_and_shows_hostile_text_as_text(two_versions) -> None:
@@ -441,10 +443,12 @@ def test_report_renders_offline_and_shows_hostile_text_as_text(two_versions) -> 
     st.integers(1, 59),
     st.integers(1, 12),
     st.integers(0, 4),
+    st.lists(st.tuples(st.integers(0, 59), st.booleans()), max_size=4),
 )
-def test_a_split_after_new_traces_equals_one_from_scratch(traces, near, cut, max_holdout, min_holdout) -> None:
+def test_a_split_after_new_traces_equals_one_from_scratch(traces, near, cut, max_holdout, min_holdout, swaps) -> None:
     """Traces placed in two runs (time-ordered arrivals) get the sides, and the same traces left out, as
-    one run over the union, whatever the groups, near pairs, bridging traces and a full holdout."""
+    one run over the union, whatever the groups, near pairs, bridging traces and a full holdout; also
+    when a later, better copy (in a session of its own, or none) takes over an earlier trace's cluster."""
     members = [
         split.Member(f"t{i:02d}", session_id=s, user_id=u, created=float(t))
         for i, (t, s, u) in enumerate(sorted(traces, key=lambda r: r[0]))
@@ -456,9 +460,32 @@ def test_a_split_after_new_traces_equals_one_from_scratch(traces, near, cut, max
     index = {old: new for new, old in enumerate(early)}
     early_pairs = np.array([(index[a], index[b]) for a, b in pairs.tolist() if a in index and b in index], np.int64)
     first, _ = split.assign([members[i] for i in early], cfg, {}, early_pairs.reshape(-1, 2))
-    union, union_stats = split.assign(members, cfg, {}, pairs)
-    again, stats = split.assign(members, cfg, first, pairs)
-    assert again == union
-    assert sorted(stats.bridging + stats.holdout_full) == sorted(union_stats.bridging + union_stats.holdout_full)
-    assert stats.sticky_overrides == 0 and union_stats.holdout <= max_holdout
-    split.check(members, again, pairs, first)
+    union = list(members)
+    for s, own_session in swaps:  # the copy kept stands for the one it replaced: its time, id order and group
+        if s in index and union[s] is members[s]:
+            a = members[s]
+            mine = f"session:copy{s}" if own_session else f"trace:{a.trace_id}"
+            union[s] = split.Member(
+                f"copy{s}",
+                session_id=f"copy{s}" if own_session else None,
+                cluster_id=f"dup:{a.trace_id}",
+                created=a.created,
+                place=a.trace_id,
+                stands_for=tuple(dict.fromkeys([a.group_key, mine])),
+            )
+    scratch, scratch_stats = split.assign(union, cfg, {}, pairs)
+    previous = {t: s for t, s in first.items() if t in {m.trace_id for m in union}}  # a replaced copy is gone
+    again, stats = split.assign(union, cfg, previous, pairs)
+    assert again == scratch
+    assert sorted(stats.bridging + stats.holdout_full) == sorted(scratch_stats.bridging + scratch_stats.holdout_full)
+    assert stats.sticky_overrides == 0 and scratch_stats.holdout <= max_holdout
+    split.check(union, again, pairs, previous)
+
+
+def test_group_keys_are_shown_the_same_way_in_sql_and_python() -> None:
+    import duckdb
+
+    for key in ("session:s-1", "user:maria@example.com", "cluster:dup:openai_chat:a", "trace:t"):
+        (shown,) = duckdb.connect().execute(f"SELECT {split.shown_group_sql('?')}", [key] * 4).fetchone()
+        assert shown == split.shown_group(key)
+    assert "maria" not in split.shown_group("user:maria@example.com")

@@ -47,6 +47,7 @@ def in_two_steps(tmp_path_factory):
     return {"first": first, "second": second, "third": third, "new": new_traces, "ds": tmp / "ds"}
 
 
+@pytest.mark.slow  # the samples curated twice over (~2 min); the fast suite has the generated-store variant
 def test_two_partitioned_steps_equal_one_run_from_scratch(in_two_steps, curated_samples) -> None:
     _, whole, dataset = curated_samples
     assert whole["stages"]["dedupe"]["partitions"] == 1 and in_two_steps["second"]["stages"]["dedupe"]["partitions"] > 5
@@ -72,6 +73,7 @@ def test_two_partitioned_steps_equal_one_run_from_scratch(in_two_steps, curated_
     assert ours == {k: {x: v[x] for x in ("in", "kept", "dropped")} for k, v in whole["stages"].items()}
 
 
+@pytest.mark.slow  # the samples curated twice over (~2 min); the fast suite has the generated-store variant
 def test_the_second_step_only_works_on_the_new_traces(in_two_steps) -> None:
     second = in_two_steps["second"]["stages"]
     assert second["dedupe"]["processed"] == in_two_steps["new"]
@@ -81,6 +83,7 @@ def test_the_second_step_only_works_on_the_new_traces(in_two_steps) -> None:
         assert second[name]["processed"] < second[name]["in"]
 
 
+@pytest.mark.slow  # the samples curated twice over (~2 min); the fast suite has the generated-store variant
 def test_a_run_with_nothing_new_does_no_work_and_writes_no_version(in_two_steps) -> None:
     third = in_two_steps["third"]
     assert all(s["processed"] == 0 for name, s in third["stages"].items() if name != "split")

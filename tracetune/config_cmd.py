@@ -8,12 +8,11 @@ from typing import Annotated
 
 import typer
 import yaml
-from rich.markup import escape
 
 from schemas.config import ConfigError, config_hash, load_config
 from schemas.starter import starter_yaml
 from tracetune.options import ConfigOpt
-from tracetune.output import emit_json, err, fail
+from tracetune.output import emit_json, err, fail, safe
 
 app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True, add_completion=False)
 
@@ -30,7 +29,7 @@ def init(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(starter_yaml(), encoding="utf-8")
     err.print(
-        f"wrote {escape(str(path))}; edit it, then: tracetune ingest TRACES... && tracetune curate --config {path}",
+        f"wrote {safe(path)}; edit it, then: tracetune ingest TRACES... && tracetune curate --config {safe(path)}",
         highlight=False,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -31,10 +32,27 @@ if TYPE_CHECKING:
 
 err = Console(stderr=True, emoji=False)
 
+# C0/C1 controls (ESC starts ANSI CSI/OSC sequences), DEL, and the bidi controls that reorder what a terminal shows
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def plain(value: object, newlines: bool = True) -> str:
+    """`value` as text safe for a terminal: control and bidi characters shown as escapes (`\\x1b`, `\\u202e`),
+    so trace text, file names and ids print as data; without `newlines`, line breaks are escaped too."""
+    text = str(value)
+    if not newlines:
+        text = text.replace("\r\n", "\n").replace("\n", "\\n").replace("\r", "\\r")
+    return _CONTROLS.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
+def safe(value: object) -> str:
+    """`plain(value)` with rich markup escaped: for interpolating data into a rich `print`."""
+    return escape(plain(value))
+
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    """Print one clear error line on stderr and exit with `code`."""
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    """Print one clear error line on stderr (controls and line breaks escaped) and exit with `code`."""
+    err.print(f"[bold red]error:[/] {escape(plain(message, newlines=False))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -145,7 +163,7 @@ def rules_table(rows: list[dict[str, Any]]) -> None:
         t.add_column(col)
     for row in rows:
         keys = "\n".join(f"{k} = {json.dumps(v)[:60]}" for k, v in row["keys"].items()) or "-"
-        t.add_row(row["rule"], row["group"], "\n".join(row["reasons"]), escape(keys), row["description"])
+        t.add_row(row["rule"], row["group"], "\n".join(row["reasons"]), safe(keys), row["description"])
     Console(emoji=False).print(t)
     Console(emoji=False).print("Switch a rule off with filter.disabled: [name, ...].")
 
@@ -157,11 +175,11 @@ def quarantine_table(found: list[tuple[Any, ...]]) -> None:
     t.add_column("code", no_wrap=True)
     t.add_column("message", overflow="fold")
     for f, n, c, m, _ in found:
-        t.add_row(escape(f"{Path(f).name}:{n}"), c, escape(m))
+        t.add_row(safe(f"{Path(f).name}:{n}"), safe(c), safe(m))
     Console(emoji=False).print(t)
     folders = sorted({str(Path(f).parent) for f, *_ in found})
     if folders:
-        Console(emoji=False).print(f"in: {escape(', '.join(folders))} (full paths with --json)", highlight=False)
+        Console(emoji=False).print(f"in: {safe(', '.join(folders))} (full paths with --json)", highlight=False)
 
 
 def leak_warning(gate: dict[str, Any]) -> None:
@@ -173,7 +191,7 @@ def leak_warning(gate: dict[str, Any]) -> None:
         highlight=False,
     )
     for q in listed:
-        err.print(f"  {escape(q['trace_id'])}: {', '.join(q['types'])}", highlight=False)
+        err.print(f"  {safe(q['trace_id'])}: {safe(', '.join(q['types']))}", highlight=False)
     if gate["leaks"] > len(listed):
         err.print(f"  ... and {gate['leaks'] - len(listed)} more (tracetune quarantine --code ...)", highlight=False)
 
@@ -182,7 +200,7 @@ def ingest_summary(stats: IngestStats, db: Path) -> None:
     """The ingest counts on the terminal."""
     out = Console(emoji=False)
     out.print(
-        f"[bold]ingested[/] {stats.files} file(s) into {db} in {stats.seconds:.1f}s "
+        f"[bold]ingested[/] {stats.files} file(s) into {safe(db)} in {stats.seconds:.1f}s "
         f"({stats.files_skipped} unchanged, skipped)"
     )
     t = Table(show_header=True, header_style="bold")
@@ -196,7 +214,7 @@ def ingest_summary(stats: IngestStats, db: Path) -> None:
         out.print("accepted by format: " + ", ".join(f"{k} {v}" for k, v in stats.by_format.most_common()))
     if stats.quarantine_reasons:
         out.print("quarantined by reason: " + ", ".join(f"{k} {v}" for k, v in stats.quarantine_reasons.most_common()))
-        out.print(f"see them with: tracetune quarantine --db {db}")
+        out.print(f"see them with: tracetune quarantine --db {safe(db)}", highlight=False)
 
 
 def curate_summary(summary: dict[str, Any]) -> None:
@@ -212,7 +230,7 @@ def curate_summary(summary: dict[str, Any]) -> None:
     for row in funnel.rows(stages):
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(row["dropped"].items(), key=lambda kv: -kv[1]))
         sec = seconds.get(row["stage"], stages["split"]["seconds"] if row["stage"] == "train" else None)
-        t.add_row(row["stage"], str(row["in"]), str(row["out"]), escape(dropped) or "-", f"{sec:.1f}" if sec else "")
+        t.add_row(row["stage"], str(row["in"]), str(row["out"]), safe(dropped) or "-", f"{sec:.1f}" if sec else "")
     out.print(t)
     found = stages["redact"]["detail"].get("entities") or {}
     if found:
@@ -223,7 +241,7 @@ def curate_summary(summary: dict[str, Any]) -> None:
     if "dataset" in summary:
         ds = summary["dataset"]
         what = "new version" if ds["changed"] else "unchanged, still version"
-        out.print(f"dataset: {what} {ds['version']} at {ds['path']} (report.html there)")
+        out.print(f"dataset: {what} {ds['version']} at {safe(ds['path'])} (report.html there)", highlight=False)
     out.print(f"curated in {summary['seconds']:.1f}s", highlight=False)
 
 
@@ -233,7 +251,7 @@ def train_summary(result: Any) -> None:
     rows = r.rows["train"]
     eval_loss = "-" if r.eval_loss is None else round(r.eval_loss, 3)
     Console(emoji=False).print(
-        f"[bold]adapter[/] {escape(str(result.adapter_dir))}: {r.steps} steps on {r.device.type} ({r.device.dtype}) "
+        f"[bold]adapter[/] {safe(str(result.adapter_dir))}: {r.steps} steps on {r.device.type} ({r.device.dtype}) "
         f"in {r.wall_seconds:.0f}s ({r.tokens_per_s or 0:.0f} tok/s, peak RSS {r.peak_rss_mb or 0:.0f} MiB); "
         f"train loss {r.train_loss:.3f}, eval loss {eval_loss}; rows {rows.kept}/{rows.rows} (truncated "
         f"{rows.truncated}, dropped: cut off {rows.dropped_truncated}, nothing to learn {rows.no_trainable})"
@@ -257,8 +275,8 @@ def print_eval_summary(report: Any, out_dir: Path) -> None:
     word = "[bold green]promote[/]" if v.promote else "[bold red]do not promote[/]"
     c.print(f"verdict: {word}")
     for r in v.reasons:
-        c.print(f"  - {escape(r)}")
-    c.print(f"report: {escape(str(out_dir / 'eval.html'))}")
+        c.print(f"  - {safe(r)}")
+    c.print(f"report: {safe(str(out_dir / 'eval.html'))}")
 
 
 def records_table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None) -> None:
@@ -271,10 +289,10 @@ def records_table(rows: list[dict[str, Any]], columns: list[str], title: str | N
     for col in columns:
         t.add_column(col, overflow="fold")
     for row in rows:
-        t.add_row(*(escape("-" if row.get(c) is None else str(row.get(c))) for c in columns))
+        t.add_row(*(safe("-" if row.get(c) is None else str(row.get(c))) for c in columns))
     out.print(t)
 
 
 def say(message: str) -> None:
     """One line of plain output on stdout (markup-free)."""
-    Console(emoji=False).print(escape(message), highlight=False, soft_wrap=True)
+    Console(emoji=False).print(safe(message), highlight=False, soft_wrap=True)

@@ -6,7 +6,8 @@ before trl sees them. Settings follow the device: fp32 without gradient checkpoi
 bf16 + checkpointing, are ~18x slower there), bf16 on CUDA where supported, QLoRA only on CUDA.
 
 Outputs in the adapter folder: the PEFT adapter, the tokenizer and chat template, `training_run.json`, and
-`checkpoints/` (for `resume`); `merged/` with `merge`.
+`checkpoints/` (for `resume`); `merged/` with `merge`. They are published crash-safely (`training.publish`):
+`training_run.json` is written last and only by a finished run, and `resume` skips a half-written checkpoint.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from schemas.training import TrainConfig
 from training.chat import EncodeStats, RowError, encode_rows
 from training.device import DeviceError, cpu_threads, native_bf16, peak_rss_mb, pick_device, use_bf16
 from training.model import ModelError, load_tokenizer, resolve_base
+from training.publish import complete_checkpoint, publish, staging_dir
 from training.trainer import (
     CHECKPOINTS,
     Progress,
@@ -80,9 +82,10 @@ def read_jsonl(path: Path, required: bool = True) -> list[dict[str, Any]]:
 
 
 def last_checkpoint(out: Path) -> Path | None:
-    """The newest `checkpoint-N` folder under `out/checkpoints`."""
+    """The newest complete `checkpoint-N` folder under `out/checkpoints` (one a kill cut short is skipped)."""
     folder = out / CHECKPOINTS
     cks = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()] if folder.is_dir() else []
+    cks = [p for p in cks if complete_checkpoint(p)]
     return max(cks, key=lambda p: int(p.name.split("-")[-1])) if cks else None
 
 
@@ -101,6 +104,17 @@ def _trace_ids(folder: Path) -> dict[str, Any]:
         "holdout_trace_ids_sha256": digest(ids.get("holdout", [])),
         "train_trace_ids": ids.get("train", []),
     }
+
+
+def _check_writable(out: Path) -> None:
+    """TrainError naming `out` when the adapter folder cannot be created or written (before the model loads)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-check"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise TrainError(f"{out}: the adapter folder is not writable ({exc.strerror or exc})") from None
 
 
 def train(
@@ -161,15 +175,18 @@ def train(
     resume_from = None
     if resume:
         resume_from = last_checkpoint(out)
-        if resume_from is None:
+        if resume_from is None and not (out / CHECKPOINTS).is_dir():
             raise TrainError(f"--resume: no checkpoint in {out / CHECKPOINTS}")
+        # a checkpoints folder without a complete checkpoint: the run died before its first one, so start over
 
+    _check_writable(out)
     if tc.quantization == "4bit" and importlib.util.find_spec("bitsandbytes") is None:
         raise TrainError("train.quantization: 4bit needs the bitsandbytes package (pip install bitsandbytes)")
     model = load_train_model(ref.path, tc, device, bf16)
     bad_target = check_target_modules(model, tc)
     if bad_target:
         raise TrainError(bad_target)
+    (out / CHECKPOINTS).mkdir(exist_ok=True)  # marks a started run, so --resume after an early kill starts over
 
     from transformers import PrinterCallback
 
@@ -191,12 +208,14 @@ def train(
         keep_input_dtype(trainer.model)
     trainer.remove_callback(PrinterCallback)  # it prints every log dict on stdout, which `--json` owns
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    trainer.model.save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))
+    stage = staging_dir(out)
+    trainer.model.save_pretrained(str(stage))
+    tokenizer.save_pretrained(str(stage))
     wall = time.perf_counter() - t_start
 
-    evals = [c for c in curve if "eval_loss" in c]
-    trains = [c for c in curve if "loss" in c]
+    history = trainer.state.log_history  # with --resume, also the logs of the steps before the checkpoint
+    evals = [c for c in history if "eval_loss" in c]
+    trains = [c for c in history if "loss" in c]
     run = TrainingRun(
         run_id=hashlib.sha256(f"{out.resolve()}|{started.isoformat()}".encode()).hexdigest()[:16],
         started_at=started,
@@ -218,7 +237,7 @@ def train(
         ),
         steps=int(trainer.state.global_step),
         resumed_from=str(resume_from) if resume_from else None,
-        train_loss=float(result.training_loss),
+        train_loss=_mean_loss(trains) if resume_from and trains else float(result.training_loss),
         final_train_loss=trains[-1]["loss"] if trains else None,
         eval_loss=evals[-1]["eval_loss"] if evals else None,
         eval_token_accuracy=evals[-1].get("eval_mean_token_accuracy") if evals else None,
@@ -234,14 +253,24 @@ def train(
         flow_run_id=flow_run_id,
     )
     if merge:
-        run.merged_dir = str(merge_adapter(out, ref.path, tc, device))
-    run.write(out / RUN_FILE)
+        merge_adapter(stage, ref.path, tc, device)
+        run.merged_dir = str(out / MERGED)
+    publish(stage, out, RUN_FILE, run.model_dump_json(indent=2))
     if db:
         from curation.store import Store
 
         with Store(db) as store:
             record_run(store, run)
     return TrainResult(out, run)
+
+
+def _mean_loss(logs: list[dict[str, Any]]) -> float:
+    """Mean train loss per step over the whole run from its loss logs (each averages the steps since the last)."""
+    total, prev = 0.0, 0
+    for c in logs:
+        total += c["loss"] * (c["step"] - prev)
+        prev = c["step"]
+    return total / max(prev, 1)
 
 
 def _steady_rate(steps: list[tuple[float, int]]) -> float | None:

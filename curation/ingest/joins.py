@@ -13,7 +13,7 @@ import orjson
 
 from curation.ingest.adapters.langsmith import RunHalf
 from curation.ingest.adapters.openai import detect_batch_input
-from curation.ingest.normalize import RecordError
+from curation.ingest.normalize import RecordError, to_json
 from curation.ingest.parse import BatchPart, ChunkResult, Quarantined, add_run_group, pair_halves, parse_batch_pair
 from curation.ingest.readers import TraceFile
 from schemas.config import IngestConfig
@@ -66,6 +66,16 @@ def join_batches(
     return result.seal()
 
 
+def duplicate_batch_input(part: BatchPart, first: BatchPart, first_file: str) -> ChunkResult:
+    """A Batch API input line with the custom_id of an earlier one (which stays the one joined): `duplicate_id`."""
+    message = (
+        f"custom_id '{part.custom_id}': the batch input line at {first_file}:{first.line} has the same custom_id; "
+        "custom_ids must be unique within a batch"
+    )
+    q = Quarantined(part.line, "duplicate_id", message, short(part.record), "openai_batch")
+    return ChunkResult(quarantined=[q]).seal()
+
+
 def unmatched_batch_inputs(inputs: dict[str, tuple[BatchPart, str]]) -> dict[str, ChunkResult]:
     """Batch API input lines that no output line joined, as quarantine entries by file."""
     out: dict[str, ChunkResult] = {}
@@ -113,4 +123,7 @@ class RunJoiner:
 
 
 def short(obj: Any) -> str:
-    return orjson.dumps(obj, default=str)[:400].decode("utf-8", "replace")
+    try:
+        return to_json(obj, "record")[:400].decode("utf-8", "replace")
+    except RecordError as exc:
+        return f"<{exc.message}>"

@@ -47,6 +47,15 @@ def dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def to_json(value: Any, where: str, sort_keys: bool = False) -> bytes:
+    """orjson's JSON of a decoded value; RecordError (`schema_error` naming `where`) for what orjson cannot
+    write: nesting deeper than 255 levels, an integer beyond 64 bits (a JSON array item can hold both)."""
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_SORT_KEYS if sort_keys else None)
+    except TypeError as exc:
+        raise RecordError("schema_error", f"{where}: cannot be stored as JSON ({exc})") from None
+
+
 _CANONICAL = frozenset(("system", "user", "assistant", "tool"))
 
 
@@ -119,6 +128,13 @@ def arguments_text(args: Any) -> str:
 
 def to_datetime(value: Any) -> datetime | None:
     """Parse the timestamp shapes seen in traces: ISO-8601, epoch s/ms/us/ns, OTel `[sec, nanos]`."""
+    try:
+        return _to_datetime(value)
+    except (OverflowError, OSError, ValueError) as exc:  # out of datetime's range, `[sec, nanos]` not numbers
+        raise RecordError("schema_error", f"timestamp {value!r:.60} is not a valid time ({exc})") from None
+
+
+def _to_datetime(value: Any) -> datetime | None:
     if type(value) is int and 0 <= value < 100_000_000_000:  # the common case: epoch seconds
         return datetime.fromtimestamp(value, tz=UTC)
     if value is None or value == "":
@@ -133,7 +149,7 @@ def to_datetime(value: Any) -> datetime | None:
     if isinstance(value, str):
         s = value.strip()
         if s.isdigit():
-            return to_datetime(int(s))
+            return _to_datetime(int(s))
         try:
             dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
         except ValueError:

@@ -16,11 +16,11 @@ from pydantic import TypeAdapter, ValidationError
 
 from curation.ingest import formats
 from curation.ingest.adapters.langsmith import RunHalf, merge, parse_run
-from curation.ingest.normalize import RecordError
+from curation.ingest.normalize import RecordError, to_json
 from curation.ingest.readers import Problem, RawRecord, Span, read_span
 from curation.ingest.rows import chat_log_row, fast_row, opt_str
 from curation.ingest.shapes import tool_roles
-from schemas.trace import Feedback, Message, Trace, describe_errors
+from schemas.trace import Feedback, Message, Trace, cut, describe_errors
 
 # The `traces` columns an ingest batch carries (the table adds `ingested_at`). The JSON columns are
 # Arrow's JSON type, which DuckDB inserts into its JSON columns as they are (stored text unchanged)
@@ -51,6 +51,8 @@ SCHEMA = pa.schema(
     ]
 )
 COLUMNS = tuple(SCHEMA.names)
+# What an adapter raises on a value of an unexpected type, size or depth: the record is a `schema_error`.
+BAD_VALUE = (TypeError, AttributeError, ValueError, KeyError, OverflowError, RecursionError)
 _MESSAGES = TypeAdapter(list[Message])
 _FEEDBACK = TypeAdapter(list[Feedback])
 
@@ -100,15 +102,25 @@ class ChunkResult:
 
 
 def _excerpt(payload: Any, n: int) -> str:
-    if isinstance(payload, bytes):
-        return payload[:n].decode("utf-8", "replace")
-    return orjson.dumps(payload, default=str)[:n].decode("utf-8", "replace")
+    if isinstance(payload, bytes):  # cut at a word boundary: no identifier cut short escapes redaction
+        return cut(payload[: n + 1].decode("utf-8", "replace"), n)
+    try:
+        return cut(to_json(payload, "record")[: n + 1].decode("utf-8", "replace"), n)
+    except RecordError as exc:
+        return f"<{exc.message}>"
 
 
 def build_row(rec: dict[str, Any], fmt: str, file: str, line: int, raw_key: str) -> tuple[Any, ...]:
     """Validate one partial trace from an adapter and lay it out as a `traces` row.
 
     Raises RecordError (`no_messages`, `unknown_role`, `schema_error`) naming the failing field."""
+    try:
+        return _build_row(rec, fmt, file, line, raw_key)
+    except BAD_VALUE as exc:  # e.g. an id nested too deeply to print
+        raise RecordError("schema_error", f"{type(exc).__name__}: {exc}") from None
+
+
+def _build_row(rec: dict[str, Any], fmt: str, file: str, line: int, raw_key: str) -> tuple[Any, ...]:
     if not rec.get("messages"):
         raise RecordError("no_messages", "messages: the record holds no conversation messages")
     if (row := fast_row(rec, fmt, file, line, raw_key)) is not None:
@@ -152,9 +164,9 @@ def build_row(rec: dict[str, Any], fmt: str, file: str, line: int, raw_key: str)
         trace.created_at,
         trace.model,
         trace.tags,
-        orjson.dumps(trace.metadata, default=str).decode(),
+        to_json(trace.metadata, "metadata").decode(),
         messages.decode(),
-        orjson.dumps(trace.tools).decode() if trace.tools is not None else None,
+        to_json(trace.tools, "tools").decode() if trace.tools is not None else None,
         trace.finish_reason,
         trace.error,
         trace.latency_ms,
@@ -199,14 +211,17 @@ def _parse_chunk(records: list[RawRecord], file: str, forced: str | None, excerp
             continue
         try:
             obj = _decode(payload) if isinstance(payload, bytes) else payload
+            key_of = payload.strip() if isinstance(payload, bytes) else to_json(obj, "record", sort_keys=True)
         except RecordError as exc:
             out.quarantined.append(Quarantined(line, exc.code, exc.message, _excerpt(payload, excerpt_chars), forced))
             continue
-        if isinstance(payload, bytes):
-            raw_key = xxhash.xxh3_128_hexdigest(payload.strip())
-        else:
-            raw_key = xxhash.xxh3_128_hexdigest(orjson.dumps(obj, default=str, option=orjson.OPT_SORT_KEYS))
+        raw_key = xxhash.xxh3_128_hexdigest(key_of)
         items = obj if isinstance(obj, list) else [obj]
+        if not items:
+            message = "an empty JSON array: no record to read"
+            out.quarantined.append(
+                Quarantined(line, "unknown_format", message, _excerpt(payload, excerpt_chars), forced)
+            )
         for i, item in enumerate(items):
             try:
                 _one(out, item, line, file, forced, raw_key if len(items) == 1 else f"{raw_key}:{i}", excerpt_chars)
@@ -251,7 +266,7 @@ def add_run_group(out: ChunkResult, group: list[RunHalf], excerpt_chars: int) ->
     except RecordError as exc:
         q = Quarantined(last.line, exc.code, f"langsmith: {exc.message}", _excerpt(run, excerpt_chars), "langsmith")
         out.quarantined.append(q)
-    except (TypeError, AttributeError, ValueError, KeyError) as exc:
+    except BAD_VALUE as exc:
         message = f"langsmith: {where}: {type(exc).__name__}: {exc}"
         out.quarantined.append(
             Quarantined(last.line, "schema_error", message, _excerpt(run, excerpt_chars), "langsmith")
@@ -310,7 +325,7 @@ def _one(
     except RecordError as exc:
         exc.message = f"{fmt.name}: {exc.message}"
         raise
-    except (TypeError, AttributeError, ValueError, KeyError) as exc:
+    except BAD_VALUE as exc:
         raise RecordError("schema_error", f"{fmt.name}: {type(exc).__name__}: {exc}") from None
     for i, rec in enumerate(parsed):
         key = raw_key if len(parsed) == 1 else f"{raw_key}:{i}"
@@ -338,5 +353,8 @@ def parse_batch_pair(inp: BatchPart, out: BatchPart, file: str) -> tuple[Any, ..
     """A joined Batch API pair to a row; its trace is located at the output line."""
     from curation.ingest.adapters.openai import join_batch
 
-    rec = join_batch(inp.record, out.record)[0]
+    try:
+        rec = join_batch(inp.record, out.record)[0]
+    except BAD_VALUE as exc:
+        raise RecordError("schema_error", f"{type(exc).__name__}: {exc}") from None
     return build_row(rec, "openai_batch", file, out.line, out.raw_key)

@@ -210,10 +210,10 @@ class TraceFile:
                 while line and not line.endswith(b"\n"):
                     line = readline(1 << 20)
                     size += len(line)
-                yield n, _too_large(size, limit, excerpt)
+                yield n, _too_large(size - line.endswith(b"\n"), limit, excerpt)
                 continue
             if line.strip():
-                yield n, line
+                yield n, line.removesuffix(b"\n")  # as `read_span` cuts lines: same excerpts and keys
 
     def _array(self) -> Iterator[RawRecord]:
         n = 0

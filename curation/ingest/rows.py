@@ -19,7 +19,7 @@ import orjson
 import xxhash
 
 from curation.ingest.normalize import openai_tools, to_datetime, usage_from
-from schemas.trace import ROLES
+from schemas.trace import INT64_MAX, ROLES
 
 _ROLES = frozenset(ROLES)
 _MESSAGE_KEYS = frozenset(("role", "content", "name", "tool_calls", "tool_call_id", "weight"))
@@ -158,7 +158,7 @@ def _row(
     tokens = {"input_tokens": None, "output_tokens": None}
     for k, v in usage.items():
         if v is not None:
-            if k not in tokens or type(v) is not int or v < 0:
+            if k not in tokens or type(v) is not int or not 0 <= v <= INT64_MAX:
                 return None
             tokens[k] = v
     if created is not None and (type(created) is not datetime or created.utcoffset() is None):
@@ -174,7 +174,9 @@ def _row(
         return None
     try:
         dumped = orjson.dumps(messages)
-    except TypeError:  # e.g. a lone surrogate: pydantic's error is the one to raise
+        meta_json = orjson.dumps(meta, default=str).decode()
+        tools_json = orjson.dumps(tools).decode() if tools is not None else None
+    except TypeError:  # e.g. a lone surrogate, deep nesting: the general path's error is the one to raise
         return None
     source_id = opt_str(source_id)
     return (
@@ -188,9 +190,9 @@ def _row(
         created,
         opt_str(model),
         tags,
-        orjson.dumps(meta, default=str).decode(),
+        meta_json,
         dumped.decode(),
-        orjson.dumps(tools).decode() if tools is not None else None,
+        tools_json,
         opt_str(finish_reason),
         opt_str(error),
         latency,

@@ -22,7 +22,13 @@ import pyarrow.compute as pc
 import xxhash
 
 from curation.ingest import formats
-from curation.ingest.joins import RunJoiner, batch_inputs_first, join_batches, unmatched_batch_inputs
+from curation.ingest.joins import (
+    RunJoiner,
+    batch_inputs_first,
+    duplicate_batch_input,
+    join_batches,
+    unmatched_batch_inputs,
+)
 from curation.ingest.parse import (
     COLUMNS,
     BatchPart,
@@ -179,18 +185,12 @@ class _FileWriter:
         return keep
 
     def _insert_quarantine(self, con: Any) -> None:
-        data = [
-            (
-                self.file,
-                q.line,
-                q.code,
-                q.message,
-                q.excerpt,
-                q.source_format,
-                f"{q.code}:{q.line}:{xxhash.xxh3_64_hexdigest(q.excerpt.encode())}",
-            )
-            for q in self.quarantined
-        ]
+        data, seen = [], Counter[str]()
+        for q in self.quarantined:
+            key = f"{q.code}:{q.line}:{xxhash.xxh3_64_hexdigest(q.excerpt.encode())}"
+            seen[key] += 1  # several records of one line (the items of an array line) get a key each
+            key += f":{seen[key]}" if seen[key] > 1 else ""
+            data.append((self.file, q.line, q.code, q.message, q.excerpt, q.source_format, key))
         con.executemany(
             "INSERT OR IGNORE INTO quarantine (source_file, source_line, code, message, excerpt, source_format, "
             "record_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -353,10 +353,12 @@ def _ingest_file(
     with TraceFile(path, cfg.max_record_bytes) as tf:
         for result, done in parser.results(tf, spans):
             for part in result.batch:
-                if part.kind == "input":
-                    batch_inputs[part.custom_id] = (part, file)
-                else:
+                if part.kind == "output":
                     outputs.append(part)
+                elif part.custom_id in batch_inputs:  # the first input line with a custom_id is the one joined
+                    writer.add(duplicate_batch_input(part, *batch_inputs[part.custom_id]))
+                else:
+                    batch_inputs[part.custom_id] = (part, file)
             writer.add(result)
             if result.halves:
                 writer.add(runs.add(result.halves))

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 def _run_ingest(paths: list[Path], db: Path, fmt: str, config: Path | None, quiet: bool) -> IngestStats:
     """Ingest `paths` into the store at `db` with a progress bar; a clear error and exit 2 on failure."""
+    import duckdb
+
     from curation.ingest.run import ingest
     from curation.store import Store, StoreError
     from curation.workers import WorkerError
@@ -38,7 +40,9 @@ def _run_ingest(paths: list[Path], db: Path, fmt: str, config: Path | None, quie
             bar, progress = ingest_progress(quiet)
             with bar:
                 return ingest(store, [str(p) for p in paths], fmt, cfg.ingest, progress)
-    except (StoreError, ConfigError, FileNotFoundError, ValueError, WorkerError) as exc:
+    except duckdb.Error as exc:  # a full disk, a file size limit: the file's transaction is rolled back
+        fail(f"{db}: database write failed, nothing of this file was recorded: {exc}")
+    except (StoreError, ConfigError, ValueError, WorkerError, OSError) as exc:
         fail(str(exc))
 
 
@@ -60,7 +64,13 @@ def ingest_cmd(
     """
     stats = _run_ingest(paths, db, fmt, config, quiet=False)
     if as_json:
-        emit_json({"db": str(db), **stats.as_dict()})
+        from curation.redact_stage import redact_texts
+        from curation.store import Store
+
+        shown = stats.as_dict()
+        with Store(db) as store:  # the files found under PATH: their names may hold PII too
+            shown["paths"] = redact_texts(store, load_config(config).redact, shown["paths"])
+        emit_json({"db": str(db), **shown})
     else:
         ingest_summary(stats, db)
 
@@ -109,6 +119,8 @@ def curate(
 
 def _run_curate(db: Path, config: Path | None, out: Path | None, partition_rows: int | None = None) -> dict[str, Any]:
     """Run the curation pipeline on the store at `db`; exit 3 on a leak-gate stop, 4 on split leakage, else 2."""
+    import duckdb
+
     from curation import curate as curate_lib
     from curation.leakgate import LeakError
     from curation.split import LeakageError
@@ -126,6 +138,8 @@ def _run_curate(db: Path, config: Path | None, out: Path | None, partition_rows:
         fail(str(exc), code=3)
     except LeakageError as exc:
         fail(str(exc), code=4)
+    except duckdb.Error as exc:  # a full disk: the stage's partition transaction is rolled back, the next run resumes
+        fail(f"{db}: database write failed: {exc}")
     except (StoreError, ConfigError, ValueError, WorkerError, OSError) as exc:
         fail(str(exc))
 
@@ -159,12 +173,15 @@ def rules(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 
 def quarantine(
     db: DbOpt = DEFAULT_DB,
+    config: ConfigOpt = None,
     code: Annotated[str | None, typer.Option("--code", help="Only this reason code (e.g. invalid_json).")] = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many rows.")] = 50,
     as_json: JsonOpt = False,
 ) -> None:
     """List quarantined records: file name and line first, then the reason code and the message naming
-    the field (ingest) or the stage's reason (redact, leak gate). --json gives full paths and excerpts."""
+    the field (ingest) or the stage's reason (redact, leak gate). --json gives full paths and excerpts.
+    Paths, messages and excerpts are shown redacted (the redact settings of --config)."""
+    from curation.redact_stage import redact_texts
     from curation.store import Store, StoreError
 
     try:
@@ -174,8 +191,10 @@ def quarantine(
                 "WHERE ? IS NULL OR code = ? ORDER BY source_file, source_line LIMIT ?",
                 [code, code, limit],
             ).fetchall()
-    except StoreError as exc:
+            texts = redact_texts(store, load_config(config).redact, [str(r[k] or "") for r in found for k in (0, 3, 4)])
+    except (StoreError, ConfigError) as exc:
         fail(str(exc))
+    found = [(texts[3 * i], r[1], r[2], texts[3 * i + 1], texts[3 * i + 2]) for i, r in enumerate(found)]
     keys = ("source_file", "source_line", "code", "message", "excerpt")
     if as_json:
         for r in found:

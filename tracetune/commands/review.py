@@ -11,7 +11,7 @@ import typer
 
 from schemas.config import DEFAULT_DB
 from tracetune.options import DEFAULT_OUT, DbOpt, JsonOpt, OutOpt
-from tracetune.output import emit_json, err, fail, records_table, say
+from tracetune.output import emit_json, err, fail, records_table, safe, say
 
 app = typer.Typer(
     help="Review dataset versions: a pipeline run with pipeline.require_approval waits (suspended) until a "
@@ -66,7 +66,7 @@ def _decide(
             announce_dataset(version_dir(out, version), str(db), DATASET_APPROVED)
             result["event"] = DATASET_APPROVED
     except Exception as exc:  # the decision is recorded; only the notification failed
-        err.print(f"warning: recorded, but Prefect was not told: {type(exc).__name__}: {exc}", highlight=False)
+        err.print(f"warning: recorded, but Prefect was not told: {type(exc).__name__}: {safe(exc)}", highlight=False)
     return result
 
 

@@ -54,7 +54,7 @@ def _run_train(
         target = out or resolve_version_dir(dataset) / "adapter"
         with bar:
             result = train_lib(dataset, target, cfg, base=base, db=db, resume=resume, merge=merge, progress=progress)
-    except (TrainError, DatasetError, ModelError, ConfigError) as exc:
+    except (TrainError, DatasetError, ModelError, ConfigError, OSError) as exc:
         fail(str(exc))
     r = result.run
     summary = {
@@ -110,6 +110,6 @@ def _run_evaluate(
         cfg = load_config(config)
         with bar:
             result = evaluate_lib(adapter, dataset, cfg, out=out, base=base, db=db, progress=progress)
-    except (EvalError, ConfigError) as exc:
+    except (EvalError, ConfigError, OSError) as exc:
         fail(str(exc))
     return result
