@@ -2,7 +2,7 @@
 (tests/fixtures) mutated at the JSON level (wrong types, deleted fields, unknown roles, token counts
 >= 2**63, long strings, deep nesting), at the byte level (truncated lines, invalid UTF-8, NUL, BOMs,
 garbage, CRLF) and at the file level (JSON arrays, gzip, empty or blank files, blank lines), plus
-random JSON. Every generator takes a `random.Random` (hypothesis' `st.randoms()` in the tests)."""
+random JSON. Every generator takes a `random.Random` (seeded by hypothesis in the tests)."""
 
 from __future__ import annotations
 

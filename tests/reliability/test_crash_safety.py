@@ -145,8 +145,6 @@ def test_ingest_killed_once_converges(tmp_path) -> None:
     undisturbed = _timed(a, "ingest", *args, "--db", str(a))
     assert _kill_at(_run("ingest", *args, "--db", str(b)), b, 0.5 * undisturbed)
     _assert_ingest_consistent(b)
-    with Store(b, read_only=True) as store:
-        assert store.count("ingest_files") < 3  # not finished: the files it did not commit are absent
     _timed(b, "ingest", *args, "--db", str(b))
     assert _ingested(tmp_path / "b.duckdb") == _ingested(tmp_path / "a.duckdb")
 

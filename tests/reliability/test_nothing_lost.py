@@ -38,6 +38,9 @@ CODES = {
     "langsmith_unmatched_patch", "responses_no_output",
 }  # fmt: skip
 SMALL = IngestConfig(workers=1, batch_size=7, max_record_bytes=32 << 10, excerpt_chars=120)
+# a seeded Random, not st.randoms(): hypothesis' float draws fail once a training run earlier in the same
+# process has switched the CPU to flush subnormals to zero (training.sft: torch.set_flush_denormal)
+SEEDED = st.integers(0, 2**32 - 1).map(random.Random)
 FAST = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 SLOW = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 # ---- the oracle --------------------------------------------------------------------------------
@@ -129,7 +132,7 @@ def ingest_corpus(folder: Path, files: list[tuple[str, bytes]], cfg: IngestConfi
 
 
 @FAST
-@given(st.randoms(use_true_random=False), st.integers(1, 12))
+@given(SEEDED, st.integers(1, 12))
 def test_every_mutated_record_is_a_trace_or_a_quarantine_row(rng: random.Random, n: int) -> None:
     with tempfile.TemporaryDirectory() as d:
         ingest_corpus(Path(d), corpus(rng, n)).close()
@@ -137,7 +140,11 @@ def test_every_mutated_record_is_a_trace_or_a_quarantine_row(rng: random.Random,
 
 KEYS = st.sampled_from(["messages", "role", "content", "k"])
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_subnormal=False)
+    | st.text(max_size=20),
     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(KEYS | st.text(max_size=5), kids, max_size=4),
     max_leaves=20,
 )  # fmt: skip
@@ -168,7 +175,7 @@ def serial_and_parallel(folder: Path, files: list[tuple[str, bytes]]) -> None:
 
 
 @settings(FAST, max_examples=8)
-@given(st.randoms(use_true_random=False), st.integers(1, 12))
+@given(SEEDED, st.integers(1, 12))
 def test_serial_and_parallel_readers_agree(rng: random.Random, n: int) -> None:
     files = [(name, data) for name, data in corpus(rng, n) if name.endswith(".jsonl")]
     with tempfile.TemporaryDirectory() as d:
@@ -282,7 +289,7 @@ def test_every_trace_reaches_the_dataset_or_has_one_first_drop_reason(curated) -
 
 
 @settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
-@given(st.randoms(use_true_random=False), st.integers(1, 20))
+@given(SEEDED, st.integers(1, 20))
 def test_curating_a_generated_store_loses_no_trace(rng: random.Random, n: int) -> None:
     with tempfile.TemporaryDirectory() as d:
         curate_corpus(Path(d), corpus(rng, n, keepers=True))
@@ -293,7 +300,7 @@ def test_curating_a_generated_store_loses_no_trace(rng: random.Random, n: int) -
 
 @pytest.mark.slow
 @SLOW
-@given(st.randoms(use_true_random=False), st.integers(1, 60))
+@given(SEEDED, st.integers(1, 60))
 def test_slow_every_mutated_record_is_a_trace_or_a_quarantine_row(rng: random.Random, n: int) -> None:
     with tempfile.TemporaryDirectory() as d:
         ingest_corpus(Path(d), corpus(rng, n)).close()
