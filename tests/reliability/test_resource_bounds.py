@@ -3,7 +3,7 @@ trace reaches the dataset or is dropped with a stated reason, never a crash or a
 
 Memory is the peak RSS of the whole process tree (the CLI process and any worker it starts), sampled from /proc
 every 20 ms and summed over the tree (shared pages of forked workers count once per process, so it is an upper
-bound), together with the kernel's exact per-process peak (`ru_maxrss` from `wait4`). Each command runs alone.
+bound), and the largest single process's. Each command runs alone.
 The 50 MB single line (quarantined as `too_large` at ingest) is covered by tests/test_bad_input.py."""
 
 from __future__ import annotations
@@ -42,35 +42,38 @@ class Peak:
     seconds: float
 
 
-def _tree_rss(pid: int) -> int:
-    """Resident bytes of `pid` and all its descendants now."""
-    total, todo = 0, [pid]
+def _tree_rss(pid: int) -> tuple[int, int]:
+    """Resident bytes of `pid` and all its descendants now: (sum, largest single process)."""
+    total, largest, todo = 0, 0, [pid]
     while todo:
         p = todo.pop()
         try:
             with open(f"/proc/{p}/status") as f:
-                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) * 1024
+                rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) * 1024
+            total, largest = total + rss, max(largest, rss)
             for task in os.listdir(f"/proc/{p}/task"):
                 with open(f"/proc/{p}/task/{task}/children") as f:
                     todo += [int(c) for c in f.read().split()]
         except (OSError, StopIteration):
             continue  # the process ended (or is a zombie) between two reads
-    return total
+    return total, largest
 
 
 def measure(args: list[str], tmp: Path, timeout: float) -> Peak:
-    """Run `tracetune ARGS --json` to the end, sampling its tree's RSS; a run past `timeout` is killed (a hang)."""
+    """Run `tracetune ARGS --json` to the end, sampling its tree's RSS from /proc (not `ru_maxrss`: a child's
+    counts the test process's own RSS at the fork); a run past `timeout` is killed (a hang)."""
     out, err = tmp / f"out-{time.monotonic_ns()}", tmp / f"err-{time.monotonic_ns()}"
     t0 = time.monotonic()
     with out.open("wb") as o, err.open("wb") as e:
         proc = subprocess.Popen([TRACETUNE, *args, "--json"], stdout=o, stderr=e, start_new_session=True)
-    tree = 0
+    tree = single = 0
     try:
         while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
-            tree = max(tree, _tree_rss(proc.pid))
+            now, largest = _tree_rss(proc.pid)
+            tree, single = max(tree, now), max(single, largest)
             if time.monotonic() - t0 > timeout:
                 pytest.fail(f"tracetune {args[0]} hung: killed after {timeout:.0f} s; {err.read_text()[-2000:]}")
             time.sleep(0.02)
@@ -81,8 +84,7 @@ def measure(args: list[str], tmp: Path, timeout: float) -> Peak:
     proc.returncode = os.waitstatus_to_exitcode(status)
     text = out.read_text().strip()
     summary = json.loads(text.splitlines()[-1]) if text else {}
-    single = usage.ru_maxrss / 1024  # KiB -> MiB: the child or its largest waited-for descendant
-    return Peak(proc.returncode, summary, err.read_text(), max(tree / MB, single), single, time.monotonic() - t0)
+    return Peak(proc.returncode, summary, err.read_text(), tree / MB, single / MB, time.monotonic() - t0)
 
 
 def ingest_and_curate(tmp: Path, src: Path, timeout: float = 300, extra: str = "") -> tuple[Peak, Peak, Path]:
