@@ -270,5 +270,5 @@ def redact_trace(
         else:
             j = int(name.split("[")[1].split("]")[0])
             calls = out[i]["tool_calls"] = [dict(c) for c in out[i]["tool_calls"]]
-            calls[j]["arguments"] = text
+            calls[j][name.rsplit(".", 1)[1]] = text
     return out, new_tools, rows

@@ -17,7 +17,7 @@ from curation.funnel import markdown as funnel_markdown
 from curation.summary import drop_reason_rows
 from flows.events import announce_dataset
 from flows.ingest import ingest_task
-from flows.locks import transient, writing
+from flows.locks import db_writer, transient, writing
 from flows.partitions import stages_on_dask
 from schemas.config import load_config
 
@@ -50,6 +50,22 @@ def finish_task(db: str, config: str | None, out: str | None, summary: dict[str,
         return done
 
 
+def _curate(
+    paths: list[str] | None, db: str, config: str | None, out: str | None, where: str
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Ingest `paths` (if any), every stage (on Dask when `where` names a cluster), then the decisions
+    and the dataset version; the flow summary and the Dask figures."""
+    summary: dict[str, Any] = {}
+    used: dict[str, Any] | None = None
+    if paths:
+        summary["ingest"] = ingest_task(paths, db, "auto", config)
+    if where:
+        summary["stages"], used = stages_on_dask(db, config, where)
+    else:
+        summary["stages"] = {name: curation_stage(db, config, name) for name in curate.NAMES}
+    return finish_task(db, config, out, summary), used
+
+
 @flow(name="curate")
 def curate_flow(
     paths: list[str] | None = None,
@@ -66,17 +82,11 @@ def curate_flow(
     a Dask cluster (`flows.partitions`)."""
     logger = get_run_logger()
     config = config or None
-    summary: dict[str, Any] = {}
-    if paths:
-        summary["ingest"] = ingest_task(paths, db, "auto", config)
     cfg = load_config(config)
     curate.preflight(cfg, Path(out) if out else None)  # bad settings and an unwritable folder fail before any stage
     where = cfg.curate.dask if dask is None else dask
-    used: dict[str, Any] | None = None
-    if where:
-        summary["stages"], used = stages_on_dask(db, config, where)
-    else:
-        summary["stages"] = {name: curation_stage(db, config, name) for name in curate.NAMES}
+    with db_writer(cfg.pipeline.writer_limit):  # one writer from the ingest to the dataset version
+        summary, used = _curate(paths, db, config, out, where)
     gate = summary["stages"]["leak_gate"]["detail"]
     if gate.get("leaks"):
         logger.warning(
@@ -89,7 +99,6 @@ def curate_flow(
             key="leak-gate-quarantine",
             description=f"Traces quarantined by the leak gate ({gate['leaks']}; ids and entity types only)",
         )
-    summary = finish_task(db, config, out, summary)
     d, r = summary["stages"]["dedupe"], summary["stages"]["redact"]
     logger.info("dedupe kept %s of %s; redact kept %s", d["kept"], d["in"], r["kept"])
     entities = r["detail"].get("entities") or {}

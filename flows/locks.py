@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from prefect.concurrency.sync import concurrency
@@ -20,12 +21,24 @@ def in_deployment() -> bool:
     return bool(ctx and ctx.flow_run and ctx.flow_run.deployment_id)
 
 
+_HELD: ContextVar[frozenset[str]] = ContextVar("tracetune_writer_limits_held", default=frozenset())
+
+
 @contextmanager
 def db_writer(limit: str) -> Iterator[None]:
     """Hold one slot of the global concurrency limit `limit` (created with limit 1 by `tracetune deploy`).
-    Runs of a deployment require it to exist (strict); an ad-hoc flow run without it only logs a warning."""
-    with concurrency(limit, occupy=1, timeout_seconds=WAIT_SECONDS, strict=in_deployment()):
+    Runs of a deployment require it to exist (strict); an ad-hoc flow run without it only logs a warning.
+    Inside a block that already holds `limit` (a curate run holds it from its first stage to its dataset
+    version, so no other writer comes between its stages) it holds nothing more."""
+    if limit in _HELD.get():
         yield
+        return
+    with concurrency(limit, occupy=1, timeout_seconds=WAIT_SECONDS, strict=in_deployment()):
+        token = _HELD.set(_HELD.get() | {limit})
+        try:
+            yield
+        finally:
+            _HELD.reset(token)
 
 
 @contextmanager

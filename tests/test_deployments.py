@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
+from typing import Any
 
 import pytest
 
 from curation.store import Store
-from tests.conftest import ROOT
+from tests.conftest import ROOT, rows
 from tests.live_prefect import PREFECT, TRACETUNE, LivePrefect
 from tests.pipeline_setup import drop_traces, tiny_config
 from tests.test_train import tiny_base  # noqa: F401  (session fixture)
@@ -171,6 +173,85 @@ def test_the_review_gate_suspends_until_approved_and_a_rejection_stops_before_tr
         assert store.con.execute(
             "SELECT decision FROM reviews WHERE version = 3 AND decision <> 'pending'"
         ).fetchall() == [("reject",)]
+
+
+def writer_holds(server, runs) -> list[tuple[Any, str, str]]:
+    """(occurred, phase, flow run id) of every acquisition and release of the DuckDB writer limit by `runs`,
+    in order; waits (bounded) until each acquisition's release has reached the server."""
+    from prefect.events.filters import EventFilter, EventNameFilter
+
+    async def read(client):
+        page = await client.read_events(
+            EventFilter(event=EventNameFilter(prefix=["prefect.concurrency-limit."])), limit=50
+        )
+        events = list(page.events)
+        while page.next_page:
+            page = await client.read_events_page(page.next_page)
+            events += page.events
+        return events
+
+    ids = {f"prefect.flow-run.{r.id}": str(r.id) for r in runs}
+    deadline = time.monotonic() + 60
+    while True:
+        held = []
+        for e in server.call(read):
+            owner = [ids[r.id] for r in e.related if r.id in ids]
+            if e.resource.get("prefect.resource.name") == "tracetune-duckdb-writer" and owner:
+                held.append((e.occurred, e.event.rsplit(".", 1)[-1], owner[0]))
+        phases = [h[1] for h in held]
+        if (phases and phases.count("acquired") == phases.count("released")) or time.monotonic() > deadline:
+            return sorted(held, key=lambda h: (h[0], h[1] == "acquired"))  # a release at the same instant first
+        time.sleep(1)
+
+
+def test_two_deployments_triggered_together_take_turns_on_the_database(live):
+    """ingest and curate-nightly started at once on one store: both complete, the DuckDB writer limit is
+    never held by both, and the store and the dataset version they leave are consistent."""
+    from curation.ingest.run import ingest
+    from schemas.dataset import load_manifest
+
+    server, project = live
+    db, out = project / "data" / "race.duckdb", project / "data" / "race"
+    drop_traces(project / "race", "first", 30, "r")
+    with Store(db) as store:
+        ingest(store, [project / "race" / "inbox" / "first.jsonl"])
+    drop_traces(project / "race", "second", 30, "s")  # ingested by the deployment, racing the curation
+
+    async def start(client):
+        ing = await client.read_deployment_by_name("ingest/ingest")
+        cur = await client.read_deployment_by_name("curate/curate-nightly")
+        return [
+            await client.create_flow_run_from_deployment(
+                cur.id, parameters={"db": str(db), "out": str(out), "announce": False}
+            ),
+            await client.create_flow_run_from_deployment(
+                ing.id, parameters={"paths": [str(project / "race" / "inbox")], "db": str(db)}
+            ),
+        ]
+
+    runs = server.call(start)
+    for run in runs:
+        done = server.wait_run(run.id, {"COMPLETED", "FAILED", "CRASHED"})
+        assert done.state.type.value == "COMPLETED", (done.state.message, server.log("worker.log"))
+    held, holders = writer_holds(server, runs), 0
+    assert {h[2] for h in held} == {str(r.id) for r in runs}  # both wrote, each under the limit
+    for _, phase, _ in held:
+        holders += 1 if phase == "acquired" else -1
+        assert 0 <= holders <= 1, held
+    print(f"writer limit: {len(held)} acquisitions and releases by {len(runs)} runs, never two holders")
+    with Store(db, read_only=True) as store:
+        assert rows(store, "SELECT count(*), count(DISTINCT trace_id) FROM traces") == [(60, 60)]
+        decided = rows(store, "SELECT count(*), count(DISTINCT trace_id) FROM decisions")[0]
+        assert decided[0] == decided[1] and decided[0] in (30, 60), decided  # the store as one writer left it
+        print(f"curate decided {decided[0]} traces")
+        versions = rows(store, "SELECT version FROM dataset_versions")
+    assert versions == [(1,)] and (out / "latest").resolve().name == "v0001"
+    _, manifest = load_manifest(out / "v0001", verify=True)  # every file whole
+    ids = json.loads((out / "v0001" / "trace_ids.json").read_text())
+    assert [manifest.files[f"{side}.jsonl"].rows for side in ("train", "holdout")] == [
+        len(ids["train"]),
+        len(ids["holdout"]),
+    ]
 
 
 def tiny_base_path(project):

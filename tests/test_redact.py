@@ -115,15 +115,27 @@ def test_placeholders_are_consistent_within_a_trace():
         {
             "role": "assistant",
             "content": "Thanks Maria Garcia, we wrote to maria@example.com.",
-            "tool_calls": [{"name": "notify", "arguments": '{"to": "maria@example.com"}'}],
+            "tool_calls": [
+                {"name": "notify", "arguments": '{"to": "maria@example.com"}'},
+                {"name": "mail_maria@example.com", "arguments": "{}"},
+            ],
         },
     ]
     fields = exported_fields(messages, None)
-    findings = [[("PERSON", 5, 17, 0.85, "SpacyRecognizer"), ("EMAIL_ADDRESS", 19, 36, 1.0, "EmailRecognizer")], [], []]
-    out, _, found = redact.redact_trace(messages, None, fields, findings[: len(fields)], CFG)
+    assert [f[1] for f in fields] == [
+        "content",
+        "content",
+        "tool_calls[0].name",
+        "tool_calls[0].arguments",
+        "tool_calls[1].name",
+        "tool_calls[1].arguments",
+    ]
+    findings = [[("PERSON", 5, 17, 0.85, "SpacyRecognizer"), ("EMAIL_ADDRESS", 19, 36, 1.0, "EmailRecognizer")]]
+    out, _, found = redact.redact_trace(messages, None, fields, findings + [[]] * (len(fields) - 1), CFG)
     assert out[0]["content"] == "I am <PERSON_1> (<EMAIL_ADDRESS_1>). <PERSON_1> again."
     assert out[1]["content"] == "Thanks <PERSON_1>, we wrote to <EMAIL_ADDRESS_1>."
-    assert out[1]["tool_calls"][0]["arguments"] == '{"to": "<EMAIL_ADDRESS_1>"}'
+    assert out[1]["tool_calls"][0] == {"name": "notify", "arguments": '{"to": "<EMAIL_ADDRESS_1>"}'}
+    assert out[1]["tool_calls"][1] == {"name": "mail_<EMAIL_ADDRESS_1>", "arguments": "{}"}  # function names too
     assert {r[2] for r in found} == {"PERSON", "EMAIL_ADDRESS"}
 
 

@@ -143,7 +143,13 @@ def test_ingest_killed_once_converges(tmp_path) -> None:
     args = [*map(str, paths)]
     a, b = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
     undisturbed = _timed(a, "ingest", *args, "--db", str(a))
-    assert _kill_at(_run("ingest", *args, "--db", str(b)), b, 0.5 * undisturbed)
+    for share in (0.5, 0.25, 0.1, 0.02):  # a second run can be quicker (warm caches): kill earlier until one is cut
+        for leftover in (b, b.with_name(b.name + ".wal")):
+            leftover.unlink(missing_ok=True)
+        if _kill_at(_run("ingest", *args, "--db", str(b)), b, share * undisturbed):
+            break
+    else:
+        pytest.fail(f"every ingest run finished before its kill point ({undisturbed:.1f} s undisturbed)")
     _assert_ingest_consistent(b)
     _timed(b, "ingest", *args, "--db", str(b))
     assert _ingested(tmp_path / "b.duckdb") == _ingested(tmp_path / "a.duckdb")

@@ -40,12 +40,14 @@ NAMES = [
     "Leopold Drummond",
     "Sunniva Brightwater",
     "Thaddeus Kingsley",
+    "Wilhelmina Strandberg",
 ]
 FIELDS = (
     "system_prompt",
     "user_text",
     "assistant_text",
     "tool_arguments",
+    "tool_function_name",
     "tool_result",
     "tool_definition",
     "message_name",
@@ -154,7 +156,7 @@ def write_traces(folder: Path) -> Path:
     call = {
         "id": "call_1",
         "type": "function",
-        "function": {"name": "lookup", "arguments": json.dumps({"q": s("tool_arguments")})},
+        "function": {"name": s("tool_function_name"), "arguments": json.dumps({"q": s("tool_arguments")})},
     }
     tool_turns = [
         system,
@@ -269,7 +271,7 @@ def test_canaries_are_planted_in_every_field(curated) -> None:
     per_field = {f: all(v in stored + str(bad) for v in CANARIES[f].values()) for f in FIELDS}
     assert all(per_field.values()), per_field
     assert {c for c, _ in bad} == {"invalid_json", "unknown_role"}
-    assert len(traces) == 7 and sum(len(v) for v in CANARIES.values()) == 112
+    assert len(traces) == 7 and sum(len(v) for v in CANARIES.values()) == 119
 
 
 @pytest.mark.parametrize("gate", ["off", "quarantine"])
