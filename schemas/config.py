@@ -35,6 +35,11 @@ class IngestConfig(_Section):
         default=0, ge=0, description="parser processes; 0 = one per core (files are split into chunks)"
     )
     excerpt_chars: int = Field(default=400, ge=0, description="payload excerpt kept in quarantine rows")
+    hash_source_ids: bool = Field(
+        default=False,
+        description="trace ids from a hash of the source record id (<format>:id:<sha256>), for logs whose record "
+        "ids carry user data; file and line still lead back to the record",
+    )
     memory_limit: str = Field(
         default="512MB",
         pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$",

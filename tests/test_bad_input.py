@@ -133,3 +133,16 @@ def test_json_array_with_a_broken_item_keeps_the_items_before_it(store, tmp_path
 def test_missing_path_is_an_error(store, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no_such\.jsonl"):
         ingest(store, [tmp_path / "no_such.jsonl"])
+
+
+@pytest.mark.parametrize("body", [b"PAR1", b"PAR1 not a parquet file at all\n"], ids=["magic-only", "text"])
+def test_a_file_that_starts_like_parquet_but_is_not_is_quarantined(tmp_path, store, body):
+    """Found by the nothing-lost property test: a file with Parquet's magic bytes but no footer stopped ingest."""
+    bad = tmp_path / "broken.parquet"
+    bad.write_bytes(body)
+    other = tmp_path / "ok.jsonl"
+    other.write_bytes(line(good(1)))
+    stats = ingest(store, [bad, other])
+    assert reconciled(stats) and stats.accepted == 1 and stats.quarantine_reasons == {"corrupt_file": 1}
+    ((file, _, code, message),) = quarantine(store)
+    assert file == str(bad) and code == "corrupt_file" and "Parquet" in message

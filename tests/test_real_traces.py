@@ -179,3 +179,35 @@ def test_quarantine_lists_file_name_and_line_first(tmp_path):
     assert "my_traces_2026-11-30.jsonl:2" in first.replace(" ", "") and "invalid_json" in first
     lines = [json.loads(x) for x in run("quarantine", "--db", db, "--json").stdout.splitlines()]
     assert any(r["source_file"] == str(bad) and r["source_line"] == 2 for r in lines)
+
+
+def test_hashed_source_ids_hide_record_ids_and_stay_stable(tmp_path):
+    """ingest.hash_source_ids: every format's `<format>:<record id>` trace id becomes `<format>:id:<sha256>`
+    (the same record gets the same id again), ids of records without one stay `<format>:sha:`."""
+    import hashlib
+
+    from curation.store import Store
+    from schemas.config import IngestConfig
+    from tests.conftest import FIXTURES
+
+    ids = {}
+    for hashed in (False, True):
+        with Store(tmp_path / f"{hashed}.duckdb") as store:
+            ingest(store, [FIXTURES / "formats"], config=IngestConfig(hash_source_ids=hashed))
+            ids[hashed] = sorted(r[0] for r in rows(store, "SELECT trace_id FROM traces"))
+
+    def expected(tid: str) -> str:
+        fmt, _, source = tid.partition(":")
+        return tid if source.startswith("sha:") else f"{fmt}:id:{hashlib.sha256(source.encode()).hexdigest()[:24]}"
+
+    assert len(ids[True]) == len(ids[False]) == 18
+    assert ids[True] == sorted(map(expected, ids[False])) and ids[True] != ids[False]
+    email = chat_log("user-jane.doe@acme.com-42", convo("Which plan has priority support?"), "The Team plan.")
+    with Store(tmp_path / "True.duckdb") as store:
+        first = ingest(store, [write_jsonl(tmp_path / "a.jsonl", [email])], config=IngestConfig(hash_source_ids=True))
+        other = chat_log("other-7", convo("Can I pay yearly?"), "Yes, with two months free.")
+        again = ingest(
+            store, [write_jsonl(tmp_path / "b.jsonl", [email, other])], config=IngestConfig(hash_source_ids=True)
+        )
+        assert (first.accepted, again.accepted, again.already_present) == (1, 1, 1)
+        assert not rows(store, "SELECT trace_id FROM traces WHERE trace_id LIKE '%jane%'")

@@ -18,7 +18,7 @@ from curation.ingest import formats
 from curation.ingest.adapters.langsmith import RunHalf, merge, parse_run
 from curation.ingest.normalize import RecordError, to_json
 from curation.ingest.readers import Problem, RawRecord, Span, read_span
-from curation.ingest.rows import chat_log_row, fast_row, opt_str
+from curation.ingest.rows import chat_log_row, fast_row, opt_str, trace_id
 from curation.ingest.shapes import tool_roles
 from schemas.trace import Feedback, Message, Trace, cut, describe_errors
 
@@ -128,7 +128,7 @@ def _build_row(rec: dict[str, Any], fmt: str, file: str, line: int, raw_key: str
     source_id = opt_str(rec.get("source_id"))
     meta = {k: v for k, v in (rec.get("metadata") or {}).items() if v is not None}
     fields = {
-        "trace_id": f"{fmt}:{source_id}" if source_id else f"{fmt}:sha:{raw_key}",
+        "trace_id": trace_id(fmt, source_id, raw_key),
         "source_format": fmt,
         "source_file": file,
         "source_line": line,

@@ -15,6 +15,7 @@ from typing import IO, Any
 import ijson
 import numpy as np
 import orjson
+import pyarrow as pa
 import zstandard
 
 from curation.ingest.normalize import maybe_json
@@ -239,10 +240,14 @@ class TraceFile:
         import pyarrow.parquet as pq
 
         n = 0
-        for batch in pq.ParquetFile(self.path).iter_batches(batch_size=2048):
-            for row in batch.to_pylist():
-                n += 1
-                yield n, {k: maybe_json(v) for k, v in row.items()}
+        try:
+            for batch in pq.ParquetFile(self.path).iter_batches(batch_size=2048):
+                for row in batch.to_pylist():
+                    n += 1
+                    yield n, {k: maybe_json(v) for k, v in row.items()}
+        except (pa.ArrowException, OSError) as exc:  # truncated or not Parquet after all (it starts with PAR1)
+            yield n + 1, Problem("corrupt_file", f"Parquet unreadable after row {n}: {exc}")
+            return
         if n == 0:
             yield 0, Problem("empty_file", "Parquet file has no rows")
 

@@ -12,10 +12,13 @@ the benchmark's OpenAI logs: pydantic validation and dumping were about half of 
 
 from __future__ import annotations
 
+import hashlib
+import re
 from datetime import datetime
 from typing import Any
 
 import orjson
+import pyarrow as pa
 import xxhash
 
 from curation.ingest.normalize import openai_tools, to_datetime, usage_from
@@ -25,6 +28,24 @@ _ROLES = frozenset(ROLES)
 _MESSAGE_KEYS = frozenset(("role", "content", "name", "tool_calls", "tool_call_id", "weight"))
 _CALL_KEYS = frozenset(("id", "name", "arguments"))
 _MAX_EXACT_FLOAT = 2**53
+_RECORD_HASH = re.compile(r"sha:[0-9a-f]{32}")
+
+
+def trace_id(fmt: str, source_id: str | None, raw_key: str) -> str:
+    """`<format>:<source record id>`, or `<format>:sha:<record hash>` for a record without an id."""
+    return f"{fmt}:{source_id}" if source_id else f"{fmt}:sha:{raw_key}"
+
+
+def hash_source_ids(table: pa.Table) -> pa.Table:
+    """`table` with each `<format>:<source record id>` trace id replaced by `<format>:id:<sha256 of the
+    record id, 24 hex>` (`ingest.hash_source_ids`, for logs whose record ids carry user data); the
+    `<format>:sha:` ids of records without an id stay as they are."""
+    ids = []
+    for tid in table.column("trace_id").to_pylist():
+        fmt, _, source = tid.partition(":")
+        hashed = f"{fmt}:id:{hashlib.sha256(source.encode()).hexdigest()[:24]}"
+        ids.append(tid if _RECORD_HASH.fullmatch(source) else hashed)
+    return table.set_column(table.schema.get_field_index("trace_id"), "trace_id", pa.array(ids, pa.string()))
 
 
 def _calls(calls: Any) -> list[dict[str, Any]] | None:
@@ -178,9 +199,8 @@ def _row(
         tools_json = orjson.dumps(tools).decode() if tools is not None else None
     except TypeError:  # e.g. a lone surrogate, deep nesting: the general path's error is the one to raise
         return None
-    source_id = opt_str(source_id)
     return (
-        f"{fmt}:{source_id}" if source_id else f"{fmt}:sha:{raw_key}",
+        trace_id(fmt, opt_str(source_id), raw_key),
         fmt,
         file,
         line,

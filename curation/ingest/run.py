@@ -39,6 +39,7 @@ from curation.ingest.parse import (
     warm_up,
 )
 from curation.ingest.readers import Span, TraceFile, scan, walk
+from curation.ingest.rows import hash_source_ids
 from curation.stats import Counts
 from curation.store import Store
 from curation.workers import explained, spawn_pool
@@ -83,8 +84,9 @@ class _FileWriter:
     commit per batch, as DuckDB writes big transactions' row groups straight to the database file
     instead of through the WAL; a failed file leaves nothing behind)."""
 
-    def __init__(self, store: Store, file: str, stats: IngestStats, batch_size: int) -> None:
+    def __init__(self, store: Store, file: str, stats: IngestStats, batch_size: int, hash_ids: bool) -> None:
         self.store, self.file, self.stats, self.batch_size = store, file, stats, batch_size
+        self.hash_ids = hash_ids
         self.tables: list[pa.Table] = []
         self.pending_rows = 0
         self.quarantined: list[Quarantined] = []
@@ -134,6 +136,8 @@ class _FileWriter:
     def _insert_rows(self, con: Any, table: pa.Table) -> None:
         # Through a relation rather than `con.register`: a registered table stays referenced (its
         # Arrow buffers alive) until the transaction ends, which would hold the whole file in memory.
+        if self.hash_ids:
+            table = hash_source_ids(table)
         batch = con.from_arrow(table)
         stored = dict(
             batch.query(
@@ -320,7 +324,7 @@ def ingest(
                 if progress:
                     progress(file, path.stat().st_size, path.stat().st_size)
                 continue
-            writer = _FileWriter(store, file, stats, cfg.batch_size)
+            writer = _FileWriter(store, file, stats, cfg.batch_size, cfg.hash_source_ids)
             try:
                 _ingest_file(parser, path, cfg, spans, writer, batch_inputs, runs, stats, progress)
                 writer.finish(path, sha)
@@ -331,8 +335,8 @@ def ingest(
         if saved:
             store.con.execute(f"SET threads = {int(saved[0])}")
             store.con.execute(f"SET memory_limit = '{saved[1]}'")
-    _write_late(store, unmatched_batch_inputs(batch_inputs), stats)
-    _write_late(store, runs.leftovers(), stats)
+    _write_late(store, unmatched_batch_inputs(batch_inputs), stats, cfg.hash_source_ids)
+    _write_late(store, runs.leftovers(), stats, cfg.hash_source_ids)
     stats.seconds = time.perf_counter() - started
     return stats
 
@@ -367,11 +371,11 @@ def _ingest_file(
     writer.add(join_batches(batch_inputs, outputs, file, stats))
 
 
-def _write_late(store: Store, results: dict[str, ChunkResult], stats: IngestStats) -> None:
+def _write_late(store: Store, results: dict[str, ChunkResult], stats: IngestStats, hash_ids: bool) -> None:
     """Write what was decided after a file was finished (halves that never found their other half) to
     that file, and add it to the file's counts in `ingest_files`."""
     for file, result in results.items():
-        writer = _FileWriter(store, file, stats, 10**9)
+        writer = _FileWriter(store, file, stats, 10**9, hash_ids)
         writer.add(result)
         try:
             writer.flush()

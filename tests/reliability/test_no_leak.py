@@ -41,6 +41,7 @@ NAMES = [
     "Sunniva Brightwater",
     "Thaddeus Kingsley",
     "Wilhelmina Strandberg",
+    "Evander Holmgaard",
 ]
 FIELDS = (
     "system_prompt",
@@ -60,9 +61,13 @@ FIELDS = (
     "source_file_name",
     "malformed_record",
     "bad_field_value",
+    "record_id",
 )
 # rules that would drop every canary trace before export: off, so the canaries reach the export path
-SETTINGS = "redact:\n  workers: 1\n  leak_gate: {gate}\nsplit:\n  min_holdout: 0\nfilter:\n  max_redacted_share: 0.9\n"
+SETTINGS = (
+    "ingest:\n  hash_source_ids: true\nredact:\n  workers: 1\n  leak_gate: {gate}\nsplit:\n  min_holdout: 0\n"
+    "filter:\n  max_redacted_share: 0.9\n"
+)
 
 
 def _luhn(digits: str) -> str:
@@ -149,7 +154,11 @@ def write_traces(folder: Path) -> Path:
         recs.append(rec)
         return rec
 
-    log("sys", [{"role": "system", "content": s("system_prompt")}, {"role": "user", "content": _words(1)}], _words(2))
+    log(
+        s("record_id"),
+        [{"role": "system", "content": s("system_prompt")}, {"role": "user", "content": _words(1)}],
+        _words(2),
+    )
     named = {"role": "user", "content": s("user_text"), "name": s("message_name")}
     log("user", [system, named], f"thanks, noted: {_words(3)}")
     log("asst", [system, {"role": "user", "content": _words(4)}], s("assistant_text"))
@@ -242,12 +251,13 @@ def curated(tmp_path_factory) -> dict[str, Any]:
         shown[f"cli:{name}"] = res.stdout + res.stderr + (repr(res.exception) if res.exception else "")
         return res
 
-    assert cli("ingest", "ingest", str(src), "--db", str(db)).exit_code == 0
-    cli("ingest-json", "ingest", str(src), "--db", str(db), "--json")
+    for gate in ("off", "quarantine"):
+        (tmp / f"{gate}.yaml").write_text(SETTINGS.format(gate=gate))
+    assert cli("ingest", "ingest", str(src), "--db", str(db), "--config", str(tmp / "off.yaml")).exit_code == 0
+    cli("ingest-json", "ingest", str(src), "--db", str(db), "--json", "--config", str(tmp / "off.yaml"))
     runs = {}
     for gate in ("off", "quarantine"):
         cfg = tmp / f"{gate}.yaml"
-        cfg.write_text(SETTINGS.format(gate=gate))
         out = tmp / f"dataset-{gate}"
         res = cli(f"curate-{gate}", "curate", "--db", str(db), "--config", str(cfg), "--out", str(out), "--json")
         assert res.exit_code == 0, res.output
@@ -268,10 +278,11 @@ def test_canaries_are_planted_in_every_field(curated) -> None:
         files = store.con.execute("SELECT path FROM ingest_files").fetchall()
         bad = store.con.execute("SELECT code, excerpt FROM quarantine WHERE stage = 'ingest'").fetchall()
     stored = json.dumps([[str(v) for v in r] for r in [*traces, *files]])
-    per_field = {f: all(v in stored + str(bad) for v in CANARIES[f].values()) for f in FIELDS}
-    assert all(per_field.values()), per_field
+    per_field = {f: all(v in stored + str(bad) for v in CANARIES[f].values()) for f in FIELDS if f != "record_id"}
+    assert all(per_field.values()), per_field  # the record id is stored hashed (ingest.hash_source_ids)
+    assert sum(t[0].startswith("openai_chat:id:") for t in traces) == 6
     assert {c for c, _ in bad} == {"invalid_json", "unknown_role"}
-    assert len(traces) == 7 and sum(len(v) for v in CANARIES.values()) == 119
+    assert len(traces) == 7 and sum(len(v) for v in CANARIES.values()) == 126
 
 
 @pytest.mark.parametrize("gate", ["off", "quarantine"])
