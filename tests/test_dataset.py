@@ -432,7 +432,7 @@ def test_report_renders_offline_and_shows_hostile_text_as_text(two_versions) -> 
     assert errors == []
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)  # reproducible in CI
 @given(
     st.lists(
         st.tuples(st.integers(0, 40), st.sampled_from([None, "s1", "s2", "s3"]), st.sampled_from([None, "u1", "u2"])),

@@ -164,16 +164,17 @@ def test_a_killed_run_resumes_and_converges_to_the_undisturbed_outputs(tmp_path)
     with Store(tmp_path / "a.duckdb") as store:
         ingest(store, [src])
     shutil.copy(tmp_path / "a.duckdb", tmp_path / "b.duckdb")
+    started = time.monotonic()
     assert _curate(tmp_path / "a.duckdb", tmp_path / "undisturbed", "--config", str(cfg)).wait(300) == 0
-    killed = 0
-    for delay in (6.0, 9.0):  # inside the redact stage's partitions, then later
+    undisturbed, killed = time.monotonic() - started, 0
+    for share in (0.6, 0.4, 0.25, 0.1):  # each run resumes the killed ones' work: kill earlier each time
         proc = _curate(tmp_path / "b.duckdb", tmp_path / "resumed", "--config", str(cfg))
-        time.sleep(delay)
+        time.sleep(share * undisturbed)
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
             killed += 1
-    assert killed >= 1
+    assert killed >= 2, f"{killed} of 4 runs killed ({undisturbed:.1f} s undisturbed)"
     done = _curate(tmp_path / "b.duckdb", tmp_path / "resumed", "--config", str(cfg))
     assert done.wait(300) == 0, done.stderr.read() if done.stderr else ""
     assert same_files(tmp_path / "resumed", tmp_path / "undisturbed")
