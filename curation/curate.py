@@ -8,6 +8,7 @@ Each stage follows the contract of `curation.stage`; the flow turns this list in
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +59,20 @@ def preflight(cfg: Config, out: Path | None = None) -> None:
         export.check_writable(out)
 
 
-def pipeline(cfg: Config) -> list[stage.Stage]:
-    """The stages of a run under `cfg`, each reading what the previous one keeps."""
+def snapshot(store: Store) -> str | None:
+    """The instant of the store's latest ingest (ISO 8601): a run whose stages are separate tasks curates
+    the traces ingested up to it, whatever is ingested between its tasks. None for an empty store."""
+    (last,) = store.con.execute("SELECT max(ingested_at) FROM traces").fetchone() or (None,)
+    return last.isoformat() if last is not None else None
+
+
+def pipeline(cfg: Config, upto: str | None = None) -> list[stage.Stage]:
+    """The stages of a run under `cfg`, each reading what the previous one keeps; with `upto` (a
+    `snapshot`), over the traces ingested up to that instant only."""
     stages: list[stage.Stage] = []
     upstream = "SELECT trace_id FROM traces"
+    if upto is not None:
+        upstream += f" WHERE ingested_at <= '{datetime.fromisoformat(upto).isoformat()}'::TIMESTAMPTZ"
     for cls in STAGES:
         stages.append(cls(cfg, upstream))
         upstream = stages[-1].output()
@@ -74,16 +85,17 @@ def run_stage(
     name: str,
     progress: stage.Progress | None = None,
     runner: stage.Runner | None = None,
+    upto: str | None = None,
 ) -> dict[str, Any]:
-    """Run one stage by name (the stages before it must have run), its partition work through `runner`
-    (in this process by default); returns its stats as a dict."""
+    """Run one stage by name (the stages before it must have run, with the same `upto`), its partition
+    work through `runner` (in this process by default); returns its stats as a dict."""
     store.con.execute(f"SET memory_limit = '{cfg.curate.memory_limit}'")
-    return stage.run(stage_named(cfg, name), store, progress, runner).as_dict()
+    return stage.run(stage_named(cfg, name, upto), store, progress, runner).as_dict()
 
 
-def stage_named(cfg: Config, name: str) -> stage.Stage:
-    """The stage called `name` in the pipeline under `cfg`."""
-    for chosen in pipeline(cfg):
+def stage_named(cfg: Config, name: str, upto: str | None = None) -> stage.Stage:
+    """The stage called `name` in the pipeline under `cfg` (over the traces ingested up to `upto`)."""
+    for chosen in pipeline(cfg, upto):
         if chosen.name == name:
             return chosen
     raise ValueError(f"no curation stage named {name!r}")
@@ -102,11 +114,17 @@ def run(
 
 
 def finish(
-    store: Store, config: Config, out: Path | None, summary: dict[str, Any], started: float | None = None
+    store: Store,
+    config: Config,
+    out: Path | None,
+    summary: dict[str, Any],
+    started: float | None = None,
+    upto: str | None = None,
 ) -> dict[str, Any]:
-    """After the stages: `decisions`, the train/holdout counts and (with `out`) the dataset version."""
+    """After the stages (run with the same `upto`): `decisions`, the train/holdout counts and (with
+    `out`) the dataset version."""
     begun = time.perf_counter()
-    stages = pipeline(config)
+    stages = pipeline(config, upto)
     decisions.record(store, stages, config)
     split = summary["stages"]["split"]["detail"]
     summary["train"], summary["holdout"] = split["train"], split["holdout"]

@@ -12,8 +12,9 @@ from schemas.config import Config, config_hash
 
 
 def record(store: Store, stages: list[Stage], cfg: Config) -> None:
-    """Rewrite `decisions` for every trace: each stage's drops among its input, then the split's keeps;
-    a trace no stage accounts for (a run cut short) is `curate:not_reached`."""
+    """Rewrite `decisions` for every trace the run curated (the first stage's input): each stage's drops
+    among its input, then the split's keeps; a trace no stage accounts for (a run cut short) is
+    `curate:not_reached`. Traces ingested after the run's snapshot get no row until a run curates them."""
     drops = " UNION ALL ".join(
         f"SELECT trace_id, '{s.name}' AS stage, 'drop' AS verdict, reason, coalesce(detail, '{{}}') AS detail "
         f"FROM ({s.dropped()})"
@@ -35,7 +36,8 @@ def record(store: Store, stages: list[Stage], cfg: Config) -> None:
         )
         con.execute(
             "INSERT INTO decisions (trace_id, stage, verdict, reason, detail, config_hash) SELECT trace_id, 'curate', "
-            "'drop', 'not_reached', '{}', ? FROM traces WHERE trace_id NOT IN (SELECT trace_id FROM decisions)",
+            f"'drop', 'not_reached', '{{}}', ? FROM ({stages[0].upstream}) "
+            "WHERE trace_id NOT IN (SELECT trace_id FROM decisions)",
             [config_hash(cfg)],
         )
 

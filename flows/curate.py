@@ -25,27 +25,36 @@ from schemas.config import load_config
 stage_task = partial(task, cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=transient)
 
 
+@stage_task(name="snapshot")
+def snapshot_task(db: str, config: str | None) -> str | None:
+    """The instant of the store's latest ingest: the run curates the traces ingested up to it (a CLI
+    ingest that gets in between two stage tasks waits for the next run)."""
+    with writing(db, load_config(config).pipeline.writer_limit) as store:
+        curate.require_traces(store, "curate_flow(paths=[...])")
+        return curate.snapshot(store)
+
+
 @stage_task(task_run_name="{name}")
-def curation_stage(db: str, config: str | None, name: str) -> dict[str, Any]:
+def curation_stage(db: str, config: str | None, name: str, upto: str | None) -> dict[str, Any]:
     """One curation stage over its pending partitions (a run cut short resumes where it stopped)."""
     cfg = load_config(config)
     logger = get_run_logger()
     with writing(db, cfg.pipeline.writer_limit) as store:
-        if name == curate.NAMES[0]:
-            curate.require_traces(store, "curate_flow(paths=[...])")
 
         def progress(stage: str, done: int, total: int) -> None:
             logger.info("%s: %s of %s traces done", stage, done, total)
 
-        return curate.run_stage(store, cfg, name, progress)
+        return curate.run_stage(store, cfg, name, progress, upto=upto)
 
 
 @stage_task(name="decide-and-export")
-def finish_task(db: str, config: str | None, out: str | None, summary: dict[str, Any]) -> dict[str, Any]:
+def finish_task(
+    db: str, config: str | None, out: str | None, summary: dict[str, Any], upto: str | None
+) -> dict[str, Any]:
     cfg = load_config(config)
     with writing(db, cfg.pipeline.writer_limit) as store:
-        summary = {"traces": store.count("traces"), **summary}
-        done = curate.finish(store, cfg, Path(out) if out else None, summary)
+        summary = {"traces": summary["stages"][curate.NAMES[0]]["in"], **summary}
+        done = curate.finish(store, cfg, Path(out) if out else None, summary, upto=upto)
         done["reasons_by_stage"] = reasons_by_stage(store)
         return done
 
@@ -59,11 +68,12 @@ def _curate(
     used: dict[str, Any] | None = None
     if paths:
         summary["ingest"] = ingest_task(paths, db, "auto", config)
+    upto = snapshot_task(db, config)
     if where:
-        summary["stages"], used = stages_on_dask(db, config, where)
+        summary["stages"], used = stages_on_dask(db, config, where, upto)
     else:
-        summary["stages"] = {name: curation_stage(db, config, name) for name in curate.NAMES}
-    return finish_task(db, config, out, summary), used
+        summary["stages"] = {name: curation_stage(db, config, name, upto) for name in curate.NAMES}
+    return finish_task(db, config, out, summary, upto), used
 
 
 @flow(name="curate")

@@ -87,7 +87,9 @@ class DaskRunner:
         return exchange.take(stem)
 
 
-def stages_on_dask(db: str, config: str | None, where: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def stages_on_dask(
+    db: str, config: str | None, where: str, upto: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Every curation stage, its partition work on the Dask cluster `where`; returns each stage's stats
     and {"where", "partitions", "worker_seconds"} (the seconds the workers spent on partition work)."""
     cfg = load_config(config)
@@ -102,7 +104,7 @@ def stages_on_dask(db: str, config: str | None, where: str) -> tuple[dict[str, A
         curate.require_traces(store, "curate_flow(paths=[...])")
         dask = DaskRunner(runner, folder, cfg, 2 * (local_workers(where) or 8))  # partitions in flight
         logger.info("curation partitions on Dask (%s), exchange folder %s", where, folder)
-        stages = {name: curate.run_stage(store, cfg, name, progress, dask) for name in curate.NAMES}
+        stages = {name: curate.run_stage(store, cfg, name, progress, dask, upto) for name in curate.NAMES}
     used = {"where": where, "partitions": len(dask.seconds), "worker_seconds": round(sum(dask.seconds), 3)}
     logger.info("partition work: %s partitions, %.1f worker-seconds", used["partitions"], used["worker_seconds"])
     return stages, used

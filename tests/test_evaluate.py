@@ -348,7 +348,7 @@ def test_embedded_model_evaluates(tmp_path) -> None:
     )
     adapter_dir = train(data, tmp_path / "adapter", c).adapter_dir
     holdout = write_dataset(tmp_path / "v0002", [], json_rows(4, offset=1), schema=SCHEMA)
-    r = evaluate(adapter_dir, holdout, c).report
+    r = evaluate(adapter_dir, holdout, c).report.model_dump(mode="json")
     assert r["n"] == 4 and r["lineage"]["base_model"]["id"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert all(r["metrics"][k]["n"] == 4 for k in ("loss", "json_parse", "rouge_l"))
     assert (adapter_dir / "eval" / "eval.html").is_file()

@@ -251,3 +251,39 @@ def test_a_new_trace_joining_groups_on_both_sides_is_left_out_with_its_reason(st
     ]
     ids = json.loads((tmp_path / "ds" / "latest" / "trace_ids.json").read_text())
     assert train_id in ids["train"] and holdout_id in ids["holdout"] and "openai_chat:bridge" not in str(ids)
+
+
+def test_traces_ingested_between_two_stage_tasks_wait_for_the_next_run(tmp_path) -> None:
+    """A flow run's stages are separate tasks, and a CLI ingest can get in between two of them: the run
+    curates the traces of its snapshot only (no stage sees a trace the stages before it did not), and the
+    next run writes exactly the files of a run from scratch over both files."""
+    cfg = load_config(None)
+    cfg.redact.workers = 1
+    cfg.split.min_holdout = 0
+    later_logs = distinct_logs(30, prefix="b")
+    for rec in later_logs:
+        rec["response"]["created"] += 1000  # logged after the first file's traces
+    first = write_jsonl(tmp_path / "a.jsonl", distinct_logs(30, prefix="a"))
+    later = write_jsonl(tmp_path / "b.jsonl", later_logs)
+    with Store(tmp_path / "t.duckdb") as store:
+        ingest(store, [first])
+        upto = curate.snapshot(store)
+        stages = {}
+        for name in curate.NAMES:
+            stages[name] = curate.run_stage(store, cfg, name, upto=upto)
+            if name == "dedupe":
+                ingest(store, [later])  # between the dedupe task and the redact task
+        done = curate.finish(store, cfg, tmp_path / "ds", {"traces": 30, "stages": stages}, upto=upto)
+        assert all(s["in"] <= 30 for s in stages.values()) and done["dataset"]["version"] == 1
+        assert rows(store, "SELECT count(*), count(*) FILTER (trace_id LIKE 'openai_chat:a%') FROM decisions") == [
+            (30, 30)
+        ]
+        ids = json.loads((tmp_path / "ds" / "latest" / "trace_ids.json").read_text())
+        assert all(t.startswith("openai_chat:a") for t in ids["train"] + ids["holdout"])
+        assert curate.run(store, cfg, tmp_path / "ds")["dataset"]["version"] == 2
+        assert rows(store, "SELECT count(*), count(DISTINCT trace_id) FROM decisions") == [(60, 60)]
+    with Store(tmp_path / "u.duckdb") as store:
+        ingest(store, [first])
+        ingest(store, [later])
+        curate.run(store, cfg, tmp_path / "scratch")
+    assert same_files(tmp_path / "ds", tmp_path / "scratch")
