@@ -87,10 +87,9 @@ class DaskRunner:
         return exchange.take(stem)
 
 
-def stages_on_dask(
-    db: str, config: str | None, where: str, upto: str | None = None
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Every curation stage, its partition work on the Dask cluster `where`; returns each stage's stats
+def stages_on_dask(db: str, config: str | None, where: str, upto: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every curation stage over the traces ingested up to `upto` (the flow's snapshot task has checked
+    that there are some), its partition work on the Dask cluster `where`; returns each stage's stats
     and {"where", "partitions", "worker_seconds"} (the seconds the workers spent on partition work)."""
     cfg = load_config(config)
     CurateConfig.model_validate({**cfg.curate.model_dump(), "dask": where})  # the flow parameter, as the config key
@@ -101,7 +100,6 @@ def stages_on_dask(
         logger.info("%s: %s of %s traces done", stage, done, total)
 
     with task_runner(where) as runner, writing(db, cfg.pipeline.writer_limit) as store:
-        curate.require_traces(store, "curate_flow(paths=[...])")
         dask = DaskRunner(runner, folder, cfg, 2 * (local_workers(where) or 8))  # partitions in flight
         logger.info("curation partitions on Dask (%s), exchange folder %s", where, folder)
         stages = {name: curate.run_stage(store, cfg, name, progress, dask, upto) for name in curate.NAMES}
