@@ -261,6 +261,7 @@ def main() -> None:
     ap.add_argument("--texts", type=int, default=600, help="texts of the independent corpus")
     ap.add_argument("--repeat", type=int, default=3, help="runs of tracetune (and of --baseline); medians reported")
     ap.add_argument("--baseline", metavar="DIR", help="also run an older tracetune checkout the same way")
+    ap.add_argument("--no-peer", action="store_true", help="skip presidio's run (~7 min)")
     args = ap.parse_args()
     data = corpora(args.traces, args.texts)
     texts = data["samples"][0]
@@ -268,7 +269,9 @@ def main() -> None:
         f"samples corpus: {args.traces:,} traces, {len(texts):,} messages ({len(set(texts)):,} distinct); "
         f"independent corpus: {len(data['independent'][0]):,} texts"
     )
-    sides = {"tracetune": None, **({"baseline": args.baseline} if args.baseline else {}), "peer": None}
+    sides = {"tracetune": None, **({"baseline": args.baseline} if args.baseline else {})}
+    if not args.no_peer:
+        sides["peer"] = None
     results, seconds = {}, {}
     with tempfile.TemporaryDirectory(prefix="tt-redact-") as tmp:
         path = f"{tmp}/texts.json"

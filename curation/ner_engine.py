@@ -28,6 +28,7 @@ from spacy.lang.en.stop_words import STOP_WORDS
 from spacy.tokens import Doc
 
 from curation import names
+from curation.greedy_ner import GreedyNer
 
 _WORDS = re.compile(r"\S+")
 _MAYBE = re.compile(r"\S*[^\sa-z0-9!-/:-@\[-`{-~]\S*")  # words with a capital or a non-ASCII letter
@@ -92,6 +93,7 @@ class WindowedSpacyNlpEngine(SpacyNlpEngine):
         if "tok2vec" in nlp.pipe_names and "ner" not in nlp.get_pipe("tok2vec").listening_components:
             nlp.disable_pipe("tok2vec")
         self.nlp = {"en": nlp}
+        self.greedy = GreedyNer(nlp) if nlp.pipe_names == ["ner"] and GreedyNer.supports(nlp) else None
 
     def process_text(self, text: str, language: str) -> NlpArtifacts:
         return next(self.process_batch([text], language))[1]
@@ -105,15 +107,24 @@ class WindowedSpacyNlpEngine(SpacyNlpEngine):
         texts = [str(t) for t in texts]
         spans = [name_windows(t, self.window) if len(t) <= self.max_chars else [] for t in texts]
         pieces = list(dict.fromkeys(t[a:b] for t, ss in zip(texts, spans, strict=True) for a, b in ss))
-        found = {
-            piece: [(e.start_char, e.end_char, e.label_) for e in doc.ents]
-            for piece, doc in zip(pieces, nlp.pipe(pieces, batch_size=batch_size), strict=True)
-        }
+        found = dict(zip(pieces, self._entities(nlp, pieces, batch_size), strict=True))
         # the whole text's tokens only for context enhancement; presidio's NER recognizer reads the entities
         docs = nlp.tokenizer.pipe(texts, batch_size=batch_size) if self.lemmas else itertools.repeat(None)
         for text, ss, doc in zip(texts, spans, docs, strict=False):
             ents = [(a + s, a + e, label) for a, b in ss for s, e, label in found[text[a:b]]]
             yield text, self._artifacts(ents, doc, language)
+
+    def _entities(self, nlp: Any, pieces: list[str], batch_size: int) -> Iterator[list[tuple[int, int, str]]]:
+        """(start char, end char, label) of the entities of each piece: spaCy's greedy NER decoded a batch
+        at a time when the model allows it (`curation.greedy_ner`, the same entities), else `nlp.pipe`."""
+        if self.greedy is None:
+            for doc in nlp.pipe(pieces, batch_size=batch_size):
+                yield [(e.start_char, e.end_char, e.label_) for e in doc.ents]
+            return
+        for i in range(0, len(pieces), batch_size):
+            docs = list(nlp.tokenizer.pipe(pieces[i : i + batch_size]))
+            for doc, spans in zip(docs, self.greedy(docs), strict=True):
+                yield [(doc[s].idx, doc[e - 1].idx + len(doc[e - 1]), label) for s, e, label in spans]
 
     def _artifacts(self, ents: list[tuple[int, int, str]], doc: Doc | None, language: str) -> NlpArtifacts:
         if doc is None:
