@@ -141,6 +141,7 @@ class DedupeStage(Stage):
 
     name = "dedupe"
     reasons = (*KINDS, "dedupe_error")
+    parallel = True
 
     def __init__(self, cfg: Any, upstream: str = "SELECT trace_id FROM traces") -> None:
         super().__init__(cfg, upstream)

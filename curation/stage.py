@@ -12,9 +12,12 @@ which the CLI table, the flow's artifacts and the report all render (`curation.f
 from __future__ import annotations
 
 import ctypes
+import itertools
+import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -22,6 +25,7 @@ from typing import Any, ClassVar, Protocol
 import pyarrow as pa
 
 from curation.store import Store
+from curation.workers import explained, spawn_pool
 from schemas.config import Config
 
 
@@ -66,6 +70,7 @@ class Stage:
 
     name: ClassVar[str] = ""
     reasons: ClassVar[tuple[str, ...]] = ()
+    parallel: ClassVar[bool] = False  # partitions may run in other processes at once (`process` needs no session)
 
     def __init__(self, cfg: Config, upstream: str = "SELECT trace_id FROM traces") -> None:
         """`upstream`: SQL selecting the ids of the traces that reach this stage (kept by the ones before)."""
@@ -196,6 +201,39 @@ class LocalRunner:
                 yield stage.process(part, prepared, resources)
 
 
+class ProcessRunner:
+    """The partitions of a `parallel` stage in `workers` spawned processes, that many at once while this
+    process prepares the next and writes the finished ones in order. Other stages, and stages with one
+    partition or partitions under `min_rows` traces, run in this process: a pool takes seconds to start."""
+
+    def __init__(self, workers: int, min_rows: int = 1000) -> None:
+        self.workers, self.min_rows = workers, min_rows
+
+    def map(self, stage: Stage, work: Iterator[tuple[pa.Table, Any]]) -> Iterator[Any]:
+        work = iter(work)
+        head = list(itertools.islice(work, 2))
+        if not stage.parallel or self.workers < 2 or len(head) < 2 or head[0][0].num_rows < self.min_rows:
+            yield from LocalRunner().map(stage, itertools.chain(head, work))
+            return
+        with spawn_pool(self.workers) as pool, explained("curate.workers"):
+            in_flight: deque[Future[Any]] = deque()
+            for part, prepared in itertools.chain(head, work):
+                in_flight.append(pool.submit(_process, stage, part, prepared))
+                if len(in_flight) > self.workers:
+                    yield in_flight.popleft().result()
+            while in_flight:
+                yield in_flight.popleft().result()
+
+
+def _process(stage: Stage, part: pa.Table, prepared: Any) -> Any:
+    return stage.process(part, prepared, None)
+
+
+def default_runner(cfg: Config) -> Runner:
+    """How partitions run when the caller names no runner: `curate.workers` processes (0: one per core)."""
+    return ProcessRunner(cfg.curate.workers or os.cpu_count() or 1)
+
+
 def run(stage: Stage, store: Store, progress: Progress | None = None, runner: Runner | None = None) -> StageStats:
     """Run one stage over its pending partitions (their `process` through `runner`, in this process by
     default), then its cross-trace step; returns its counts."""
@@ -210,7 +248,7 @@ def run(stage: Stage, store: Store, progress: Progress | None = None, runner: Ru
             yield part, stage.prepare(store, part)
 
     try:
-        for out in (runner or LocalRunner()).map(stage, work()):
+        for out in (runner or default_runner(stage.cfg)).map(stage, work()):
             with store.transaction():
                 stage.write(store, out)
             stats.processed += sizes.popleft()

@@ -23,6 +23,7 @@ class VerdictStage(Stage):
     """A stage that judges each trace on its own; subclasses set `digest` and implement `judge`."""
 
     error_reason = ""
+    parallel = True
 
     def __init__(self, cfg: Any, upstream: str = "SELECT trace_id FROM traces") -> None:
         super().__init__(cfg, upstream)

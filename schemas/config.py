@@ -40,6 +40,12 @@ class IngestConfig(_Section):
         description="trace ids from a hash of the source record id (<format>:id:<sha256>), for logs whose record "
         "ids carry user data; file and line still lead back to the record",
     )
+    workers: int = Field(
+        default=0,
+        ge=0,
+        description="processes for the partitions of dedupe, leak gate, filter and export checks (one partition "
+        "each at a time); 0 = one per core, 1 = all in the curate process (redaction has redact.workers)",
+    )
     memory_limit: str = Field(
         default="512MB",
         pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$",
@@ -52,6 +58,12 @@ class CurateConfig(_Section):
 
     partition_rows: int = Field(
         default=5000, ge=1, description="traces a stage holds at once (memory follows this, not the store's size)"
+    )
+    workers: int = Field(
+        default=0,
+        ge=0,
+        description="processes for the partitions of dedupe, leak gate, filter and export checks (one partition "
+        "each at a time); 0 = one per core, 1 = all in the curate process (redaction has redact.workers)",
     )
     memory_limit: str = Field(
         default="512MB",

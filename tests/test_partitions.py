@@ -14,10 +14,12 @@ import time
 import tracemalloc
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from curation import curate
 from curation.ingest.run import ingest
+from curation.stage import LocalRunner, ProcessRunner, Stage
 from curation.store import Store
 from schemas.config import load_config
 from tests.conftest import ROOT, TRACETUNE, rows
@@ -128,6 +130,42 @@ def test_later_traces_curated_incrementally_give_exactly_the_from_scratch_files(
     ids = json.loads((tmp_path / "inc" / "latest" / "trace_ids.json").read_text())
     kept = set(ids["train"] + ids["holdout"])
     assert {f"openai_chat:copy{k}" for k in range(6)} <= kept  # the better copies took over their clusters
+
+
+class _WhereStage(Stage):
+    """A parallel stage whose result says which process worked on the partition."""
+
+    name = "where"
+    parallel = True
+
+    def process(self, part, prepared, resources):
+        return part.num_rows, prepared, os.getpid()
+
+
+def test_the_process_runner_works_partitions_in_other_processes_and_keeps_their_order() -> None:
+    stage = _WhereStage(load_config(None))
+    work = [(pa.table({"trace_id": [str(i)] * (i + 1)}), i) for i in range(7)]
+    out = list(ProcessRunner(2, min_rows=0).map(stage, iter(work)))
+    assert [(rows, k) for rows, k, _ in out] == [(i + 1, i) for i in range(7)]
+    assert os.getpid() not in {pid for *_, pid in out} and len({pid for *_, pid in out}) == 2
+    small = list(ProcessRunner(2, min_rows=1000).map(stage, iter(work)))  # not worth starting a pool
+    assert {pid for *_, pid in small} == {os.getpid()}
+
+
+def test_partitions_in_worker_processes_give_the_files_of_a_run_in_one_process(tmp_path) -> None:
+    first, later = _batches(tmp_path)
+    cfg = load_config(None)
+    cfg.redact.workers = 1
+    cfg.curate.partition_rows = 50
+    summaries = {}
+    for name, runner in (("local", LocalRunner()), ("processes", ProcessRunner(2, min_rows=0))):
+        with Store(tmp_path / f"{name}.duckdb") as store:
+            ingest(store, [first, later])
+            stages = {s: curate.run_stage(store, cfg, s, runner=runner) for s in curate.NAMES}
+            curate.finish(store, cfg, tmp_path / name, {"traces": store.count("traces"), "stages": stages})
+        summaries[name] = {s: (v["in"], v["kept"], v["dropped"], v["partitions"]) for s, v in stages.items()}
+    assert same_files(tmp_path / "local", tmp_path / "processes")
+    assert summaries["local"] == summaries["processes"] and summaries["local"]["filter"][3] == 8
 
 
 def test_a_trace_that_breaks_a_stage_is_quarantined_and_its_partition_completes(store, tmp_path) -> None:
