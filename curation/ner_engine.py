@@ -12,6 +12,7 @@ whole texts is measured by `benchmarks/redact.py` on both of its corpora."""
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import re
 import string
@@ -30,6 +31,7 @@ from spacy.tokens import Doc
 from curation import names
 from curation.greedy_ner import GreedyNer
 
+UNREAD_COMPONENTS = ("tagger", "parser", "senter", "attribute_ruler", "lemmatizer")  # presidio reads entities only
 _WORDS = re.compile(r"\S+")
 _MAYBE = re.compile(r"\S*[^\sa-z0-9!-/:-@\[-`{-~]\S*")  # words with a capital or a non-ASCII letter
 _PUNCT = string.punctuation + "“”‘’«»¿¡…"
@@ -37,6 +39,7 @@ _PUNCT = string.punctuation + "“”‘’«»¿¡…"
 _COMMON = frozenset(STOP_WORDS) | names.NOT_NAME_WORDS | {"i'm", "i've", "i'll", "i'd", "i’m"}
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def could_be_name(word: str) -> bool:
     """A whitespace-separated word that the NER could take for (part of) a name or place: one with a
     capital that is not a common function word, or with letters of a script without case (CJK, Arabic,
@@ -89,7 +92,7 @@ class WindowedSpacyNlpEngine(SpacyNlpEngine):
         model = self.models[0]["model_name"]
         if not (spacy.util.is_package(model) or Path(model).exists()):
             raise ValueError(f"redact.spacy_model: {model!r} is not an installed spaCy model package or path")
-        nlp = spacy.load(model, exclude=["tagger", "parser", "senter", "attribute_ruler", "lemmatizer"])
+        nlp = spacy.load(model, exclude=UNREAD_COMPONENTS)
         if "tok2vec" in nlp.pipe_names and "ner" not in nlp.get_pipe("tok2vec").listening_components:
             nlp.disable_pipe("tok2vec")
         self.nlp = {"en": nlp}

@@ -32,6 +32,15 @@ REDACTOR_VERSION = 4  # bump when a code change should redo earlier redactions
 _ANALYZERS: dict[str, Any] = {}  # one analyzer per config, per process (loading one takes seconds)
 
 
+def _start_worker(cfg_json: str) -> None:
+    """An analyzer process starts: the model loaded once; one process per core, so no BLAS threads beside
+    it (limited once numpy's BLAS is loaded)."""
+    from threadpoolctl import threadpool_limits
+
+    _init_worker(cfg_json)
+    threadpool_limits(1, user_api="blas")
+
+
 def _init_worker(cfg_json: str) -> None:
     from curation.pii import build_analyzer
 
@@ -124,7 +133,7 @@ class LazyPool:
 
     def get(self, n_texts: int) -> Executor | None:
         if self.pool is None and workers(self.cfg) > 1 and n_texts >= PARALLEL_MIN_TEXTS:
-            self.pool = spawn_pool(workers(self.cfg), _init_worker, (self.cfg.model_dump_json(),))
+            self.pool = spawn_pool(workers(self.cfg), _start_worker, (self.cfg.model_dump_json(),))
         return self.pool
 
 
