@@ -124,15 +124,15 @@ def validate_row(row: Any, n_tokens: int, cfg: ExportConfig) -> str | None:
     return None
 
 
-def row_text(row: dict[str, Any]) -> str:
-    """The text of a row whose tokens count against `max_row_tokens`."""
+def row_parts(row: dict[str, Any]) -> list[str]:
+    """The texts of a row whose tokens, joined by newlines, count against `max_row_tokens`."""
     if "prompt" in row:
-        return f"{row['prompt']}{row['completion']}"
+        return [f"{row['prompt']}{row['completion']}"]
     parts = []
     for m in row.get("messages", []):
         parts.append(m.get("content") or "")
         parts += [c["function"]["arguments"] for c in m.get("tool_calls") or []]
-    return "\n".join(parts)
+    return parts
 
 
 def content_hash(fmt: str, train: bytes, holdout: bytes) -> str:

@@ -453,8 +453,8 @@ def judge(candidates: list[Candidate], cfg: FilterConfig) -> list[str | None]:
         for c in candidates:
             c.messages, c.trimmed = trim_tail(c.messages)
     if any(r.name == "length" for r in rules):
-        count = tokens.counter(cfg.tokenizer)
-        totals = count(["\n".join(m.get("content") or "" for m in c.messages) for c in candidates])
+        count = tokens.joined_counter(cfg.tokenizer)
+        totals = count([[m.get("content") or "" for m in c.messages] for c in candidates])
         for c, n in zip(candidates, totals, strict=True):
             c.tokens = n
     return [next((code for r in rules if (code := r.reason(c, ctx))), None) for c in candidates]

@@ -12,7 +12,7 @@ import pyarrow as pa
 from curation import export, filters
 from curation.stage import rows
 from curation.store import Store
-from curation.tokens import counter
+from curation.tokens import joined_counter
 from curation.verdicts import Verdict, VerdictStage
 from schemas.config import config_hash
 
@@ -95,7 +95,7 @@ class ExportCheckStage(VerdictStage):
         for tid, _, msgs, tools in rows(part):
             built.append((tid, self.guarded(tid, lambda m=msgs, t=tools: self._row(m, t))))
         ok = [(tid, row) for tid, row in built if isinstance(row, dict)]
-        n_tokens = counter(self.cfg.filter.tokenizer)([export.row_text(r) for _, r in ok])
+        n_tokens = joined_counter(self.cfg.filter.tokenizer)([export.row_parts(r) for _, r in ok])
         tokens = dict(zip((tid for tid, _ in ok), n_tokens, strict=True))
         self._rows = []
         out: list[Verdict] = []

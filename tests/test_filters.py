@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from curation import filters
+from curation import filters, tokens
 from schemas.config import FilterConfig
 from tracetune.cli import app
 
@@ -165,6 +165,33 @@ def test_token_length_with_the_base_models_tokenizer() -> None:
     c = cand()
     assert verdict(c, tokenizer="base") is None
     assert 30 < c.tokens < 80  # SmolLM2's BPE on ~50 words
+
+
+def test_messages_counted_once_each_give_the_counts_of_the_joined_text(tmp_path) -> None:
+    from benchmarks.pii_corpus import make_texts
+
+    texts = make_texts(200)[0]
+    prompt = "You are a careful assistant. " * 40  # the long system prompt most traces repeat
+    items = [[prompt, texts[k], texts[(7 * k + 3) % len(texts)]] for k in range(len(texts))]
+    items += [
+        ["a", "", "b"],
+        ["a", "", "", "b"],
+        ["x  ", "  y"],
+        ["ends with a space ", "x"],
+        ["\tstarts with a tab", "x"],
+        ["東京", "123", "'s"],
+        [""],
+    ]
+    for spec in ("base", "approx"):
+        whole = tokens.counter(spec)(["\n".join(parts) for parts in items])
+        assert tokens.joined_counter(spec)(items) == whole
+        assert tokens.joined_counter(spec)(items[::-1]) == whole[::-1]  # from the process's cache this time
+    conf = json.loads(tokens._tokenizer_file("base").read_text())
+    conf["normalizer"] = {"type": "Lowercase"}  # a tokenizer the sum is not proven for: whole texts are counted
+    (tmp_path / "tokenizer.json").write_text(json.dumps(conf))
+    assert not tokens._newline_splits(str(tmp_path))
+    other = str(tmp_path / "tokenizer.json")
+    assert tokens.joined_counter(other)(items) == tokens.counter(other)(["\n".join(parts) for parts in items])
 
 
 def test_repetitive_assistant_text() -> None:
