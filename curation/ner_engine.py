@@ -39,7 +39,7 @@ _PUNCT = string.punctuation + "“”‘’«»¿¡…"
 _COMMON = frozenset(STOP_WORDS) | names.NOT_NAME_WORDS | {"i'm", "i've", "i'll", "i'd", "i’m"}
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=1 << 14)
 def could_be_name(word: str) -> bool:
     """A whitespace-separated word that the NER could take for (part of) a name or place: one with a
     capital that is not a common function word, or with letters of a script without case (CJK, Arabic,

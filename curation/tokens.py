@@ -5,7 +5,7 @@
 tokenizer is installed; anything else is a `tokenizer.json` file or a model folder holding one.
 
 The texts counted are messages joined by newlines, and most traces repeat a long system prompt.
-`joined_counter` counts each distinct message once per process and adds the newlines, where that
+`joined_counter` counts each distinct message of a partition once and adds the newlines, where that
 sum is exact: a byte-level BPE tokenizer with GPT-2's pre-tokenizer and no normalizer makes a newline
 between two non-space characters its own piece, and BPE never merges across pieces."""
 
@@ -67,27 +67,20 @@ def counter(spec: str) -> Callable[[list[str]], list[int]]:
     return count
 
 
-_PART_CACHE = 200_000  # distinct message texts whose counts a process keeps
-
-
 @lru_cache(maxsize=4)
 def joined_counter(spec: str) -> Callable[[list[list[str]]], list[int]]:
     """A function counting the tokens of "\n".join(parts) for each list of parts, as `counter` would;
-    each distinct part is tokenized once per process when the sum is exact for the tokenizer (see the
+    each distinct part of one call is tokenized once when the sum is exact for the tokenizer (see the
     module docstring) and the parts are not empty and neither start nor end with whitespace."""
     count = counter(spec)
     if not _newline_splits(spec):
         return lambda items: count(["\n".join(parts) for parts in items])
     newline = count(["\n"])[0]
-    known: dict[str, int] = {}
 
     def run(items: list[list[str]]) -> list[int]:
         summable = [all(p and not p[0].isspace() and not p[-1].isspace() for p in parts) for parts in items]
-        new = list({p: None for parts, ok in zip(items, summable, strict=True) if ok for p in parts if p not in known})
-        if len(known) + len(new) > _PART_CACHE:
-            known.clear()
-            new = list({p: None for parts, ok in zip(items, summable, strict=True) if ok for p in parts})
-        known.update(zip(new, count(new), strict=True))
+        distinct = list({p: None for parts, ok in zip(items, summable, strict=True) if ok for p in parts})
+        known = dict(zip(distinct, count(distinct), strict=True))
         whole = [k for k, ok in enumerate(summable) if not ok]
         out = [
             sum(known[p] for p in parts) + newline * (len(parts) - 1) if ok else 0

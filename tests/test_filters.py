@@ -185,7 +185,6 @@ def test_messages_counted_once_each_give_the_counts_of_the_joined_text(tmp_path)
     for spec in ("base", "approx"):
         whole = tokens.counter(spec)(["\n".join(parts) for parts in items])
         assert tokens.joined_counter(spec)(items) == whole
-        assert tokens.joined_counter(spec)(items[::-1]) == whole[::-1]  # from the process's cache this time
     conf = json.loads(tokens._tokenizer_file("base").read_text())
     conf["normalizer"] = {"type": "Lowercase"}  # a tokenizer the sum is not proven for: whole texts are counted
     (tmp_path / "tokenizer.json").write_text(json.dumps(conf))
