@@ -202,9 +202,10 @@ class LocalRunner:
 
 
 class ProcessRunner:
-    """The partitions of a `parallel` stage in `workers` spawned processes, that many at once while this
-    process prepares the next and writes the finished ones in order. Other stages, and stages with one
-    partition or partitions under `min_rows` traces, run in this process: a pool takes seconds to start."""
+    """The partitions of a `parallel` stage over `workers` processes: this one and `workers` - 1
+    spawned ones, each taking the next partition in turn, while this process also prepares the next
+    partitions and writes the finished ones in order. Other stages, and stages with one partition or
+    partitions under `min_rows` traces, run here only: a pool takes seconds to start."""
 
     def __init__(self, workers: int, min_rows: int = 1000) -> None:
         self.workers, self.min_rows = workers, min_rows
@@ -215,18 +216,25 @@ class ProcessRunner:
         if not stage.parallel or self.workers < 2 or len(head) < 2 or head[0][0].num_rows < self.min_rows:
             yield from LocalRunner().map(stage, itertools.chain(head, work))
             return
-        with spawn_pool(self.workers) as pool, explained("curate.workers"):
-            in_flight: deque[Future[Any]] = deque()
-            for part, prepared in itertools.chain(head, work):
-                in_flight.append(pool.submit(_process, stage, part, prepared))
-                if len(in_flight) > self.workers:
-                    yield in_flight.popleft().result()
-            while in_flight:
-                yield in_flight.popleft().result()
+        with spawn_pool(self.workers - 1) as pool, explained("curate.workers"):
+            pending: deque[Future[Any]] = deque()
+            for k, (part, prepared) in enumerate(itertools.chain(head, work)):
+                if k % self.workers == self.workers - 1:  # this process's turn, while the workers run theirs
+                    done: Future[Any] = Future()
+                    done.set_result(stage.process(part, prepared, None))
+                    pending.append(done)
+                else:
+                    pending.append(pool.submit(_process, stage, part, prepared))
+                while len(pending) >= self.workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
 
 
 def _process(stage: Stage, part: pa.Table, prepared: Any) -> Any:
-    return stage.process(part, prepared, None)
+    out = stage.process(part, prepared, None)
+    release_memory()  # an idle worker does not keep the partition's heap
+    return out
 
 
 def default_runner(cfg: Config) -> Runner:

@@ -43,8 +43,9 @@ class IngestConfig(_Section):
     workers: int = Field(
         default=0,
         ge=0,
-        description="processes for the partitions of dedupe, leak gate, filter and export checks (one partition "
-        "each at a time); 0 = one per core, 1 = all in the curate process (redaction has redact.workers)",
+        description="processes sharing the partitions of dedupe, leak gate, filter and export checks (the curate "
+        "process and workers-1 spawned ones); 0 = one per core, 1 = the curate process only (redaction has "
+        "redact.workers)",
     )
     memory_limit: str = Field(
         default="512MB",
@@ -62,8 +63,9 @@ class CurateConfig(_Section):
     workers: int = Field(
         default=0,
         ge=0,
-        description="processes for the partitions of dedupe, leak gate, filter and export checks (one partition "
-        "each at a time); 0 = one per core, 1 = all in the curate process (redaction has redact.workers)",
+        description="processes sharing the partitions of dedupe, leak gate, filter and export checks (the curate "
+        "process and workers-1 spawned ones); 0 = one per core, 1 = the curate process only (redaction has "
+        "redact.workers)",
     )
     memory_limit: str = Field(
         default="512MB",
