@@ -40,13 +40,6 @@ class IngestConfig(_Section):
         description="trace ids from a hash of the source record id (<format>:id:<sha256>), for logs whose record "
         "ids carry user data; file and line still lead back to the record",
     )
-    workers: int = Field(
-        default=0,
-        ge=0,
-        description="processes sharing the partitions of dedupe, leak gate, filter and export checks (the curate "
-        "process and workers-1 spawned ones); 0 = one per core, 1 = the curate process only (redaction has "
-        "redact.workers)",
-    )
     memory_limit: str = Field(
         default="512MB",
         pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$",
