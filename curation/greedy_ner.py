@@ -31,8 +31,7 @@ class BlasOps(NumpyOps):
     def gemm(
         self, x: np.ndarray, y: np.ndarray, out: np.ndarray | None = None, trans1: bool = False, trans2: bool = False
     ) -> np.ndarray:
-        product = np.matmul(x.T if trans1 else x, y.T if trans2 else y, out=out)
-        return product
+        return np.matmul(x.T if trans1 else x, y.T if trans2 else y, out=out)
 
 
 class GreedyNer:

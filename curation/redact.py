@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Executor
@@ -19,7 +18,7 @@ from typing import Any
 import orjson
 
 from curation import names
-from curation.workers import explained, spawn_pool
+from curation.workers import explained, processes, spawn_pool
 from schemas.config import RedactConfig
 
 # A finding in one text: (entity type, start, end, score, recognizer)
@@ -110,7 +109,7 @@ def analyze_texts(texts: list[str], cfg: RedactConfig, pool: Executor | None = N
 
 def workers(cfg: RedactConfig) -> int:
     """Analyzer processes: as configured, else one per core."""
-    return cfg.workers or os.cpu_count() or 1
+    return processes(cfg.workers)
 
 
 @contextmanager

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ctypes
 import itertools
-import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
@@ -25,7 +24,7 @@ from typing import Any, ClassVar, Protocol
 import pyarrow as pa
 
 from curation.store import Store
-from curation.workers import explained, spawn_pool
+from curation.workers import explained, processes, spawn_pool
 from schemas.config import Config
 
 
@@ -239,7 +238,7 @@ def _process(stage: Stage, part: pa.Table, prepared: Any) -> Any:
 
 def default_runner(cfg: Config) -> Runner:
     """How partitions run when the caller names no runner: `curate.workers` processes (0: one per core)."""
-    return ProcessRunner(cfg.curate.workers or os.cpu_count() or 1)
+    return ProcessRunner(processes(cfg.curate.workers))
 
 
 def run(stage: Stage, store: Store, progress: Progress | None = None, runner: Runner | None = None) -> StageStats:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -12,6 +13,11 @@ from typing import Any
 
 class WorkerError(RuntimeError):
     """A worker process died; the message says the usual cause and the setting that avoids workers."""
+
+
+def processes(configured: int) -> int:
+    """Processes for a `workers` setting: as configured, else (0) one per core."""
+    return configured or os.cpu_count() or 1
 
 
 def spawn_pool(

@@ -7,7 +7,6 @@ workers in chunks. Workers return Arrow tables; this process is the only DuckDB 
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -42,7 +41,7 @@ from curation.ingest.readers import Span, TraceFile, scan, walk
 from curation.ingest.rows import hash_source_ids
 from curation.stats import Counts
 from curation.store import Store
-from curation.workers import explained, spawn_pool
+from curation.workers import explained, processes, spawn_pool
 from schemas.config import IngestConfig
 
 CHUNK_RECORDS = 2000
@@ -232,7 +231,7 @@ class _Parser:
 
     def __init__(self, cfg: IngestConfig, forced: str | None) -> None:
         self.cfg, self.forced = cfg, forced
-        self.workers = cfg.workers or os.cpu_count() or 1
+        self.workers = processes(cfg.workers)
         self.pool: ProcessPoolExecutor | None = None
 
     def _pool(self) -> ProcessPoolExecutor | None:
