@@ -28,6 +28,7 @@ from curation.stats import Counts
 from schemas.config import SplitConfig
 
 TRAIN, HOLDOUT = "train", "holdout"
+_BRIDGING, _HOLDOUT_FULL = "left out: joins both sides", "left out: holdout full"
 
 
 @dataclass(slots=True)
@@ -146,14 +147,15 @@ def assign(
         near[a].append(b)
         near[b].append(a)
     placed = _Placement(members, cfg, near)
+    as_from_scratch = True
     for i in order:
-        placed.arrive(i, previous.get(members[i].trace_id))
+        as_from_scratch &= placed.arrive(i, previous.get(members[i].trace_id))
     out = placed.sides()
     stats = placed.stats
     for tid in _conflicting(members, out, previous, near):
         del out[tid]
         stats.bridging.append(tid)
-    if previous:
+    if not as_from_scratch:  # else every decision, so every side, is the one a run from scratch makes
         fresh, _ = assign(members, cfg, {}, pairs)
         stats.sticky_overrides = sum(1 for t, s in out.items() if t in previous and fresh.get(t) != s)
     stats.near_pairs = len(pairs)
@@ -188,25 +190,21 @@ class _Placement:
         self.holdout_rows = self.train_rows = 0
         self.stats = SplitStats()
 
-    def arrive(self, i: int, earlier: str | None) -> None:
+    def arrive(self, i: int, earlier: str | None) -> bool:
         """Place trace `i`: with its earlier side if it has one, else with the placed traces it is joined
-        to, else by the hash of its group key (its own component); or leave it out."""
+        to, else by the hash of its group key (its own component); or leave it out. Returns whether a run
+        from scratch (no earlier side) would decide the same here."""
         m = self.members[i]
         keys = list(dict.fromkeys(m.stands_for or (m.group_key,)))
         joined = [j for j in self.near[i] if j in self.side] + [self.group[k] for k in keys if k in self.group]
-        sides = {self.side[j] for j in joined}
-        if earlier is not None:
-            side = earlier
-        elif len(sides) > 1:  # a new trace joining traces placed on both sides can go to neither
+        fresh = self._decide(m, {self.side[j] for j in joined})
+        side = fresh if earlier is None else earlier
+        if side == _BRIDGING:  # a new trace joining traces placed on both sides can go to neither
             self.stats.bridging.append(m.trace_id)
-            return
-        elif sides:
-            side = next(iter(sides))
-        else:
-            side = self._new_component(m)
-        if side == HOLDOUT and earlier is None and sides and self.holdout_rows >= self.cfg.max_holdout:
-            self.stats.holdout_full.append(m.trace_id)  # its group is in the holdout, which is full
-            return
+            return True
+        if side == _HOLDOUT_FULL:  # its group is in the holdout, which is full
+            self.stats.holdout_full.append(m.trace_id)
+            return True
         self.side[i] = side
         self.holdout_rows += side == HOLDOUT
         self.train_rows += side == TRAIN
@@ -215,6 +213,16 @@ class _Placement:
         for j in joined:
             if self.side[j] == side:
                 self.uf.union(i, j)
+        return side == fresh
+
+    def _decide(self, m: Member, sides: set[str]) -> str:
+        """The side of a trace without an earlier one, joined to placed traces on `sides`, or why it is left out."""
+        if len(sides) > 1:
+            return _BRIDGING
+        if sides:
+            side = next(iter(sides))
+            return _HOLDOUT_FULL if side == HOLDOUT and self.holdout_rows >= self.cfg.max_holdout else side
+        return self._new_component(m)
 
     def _new_component(self, m: Member) -> str:
         if self.holdout_rows >= self.cfg.max_holdout:

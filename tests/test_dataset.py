@@ -482,6 +482,31 @@ def test_a_split_after_new_traces_equals_one_from_scratch(traces, near, cut, max
     split.check(union, again, pairs, previous)
 
 
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    st.lists(st.tuples(st.integers(0, 40), st.sampled_from([None, "s1", "s2"])), min_size=2, max_size=40),
+    st.lists(st.tuples(st.integers(0, 39), st.integers(0, 39)), max_size=20),
+    st.sampled_from(["seed-a", "seed-b"]),
+    st.floats(0.1, 0.9),
+    st.integers(1, 39),
+)
+def test_sides_kept_from_other_settings_are_counted_against_a_run_from_scratch(
+    traces, near, seed, fraction, cut
+) -> None:
+    """Earlier sides placed under other split settings: the run keeps them, and `sticky_overrides` counts
+    exactly the kept traces whose side a run from scratch under today's settings would change."""
+    members = [split.Member(f"t{i:02d}", session_id=s, created=float(t)) for i, (t, s) in enumerate(traces)]
+    pairs = np.array([p for p in near if max(p) < len(members) and p[0] != p[1]] or np.empty((0, 2)), np.int64)
+    before = SplitConfig(holdout_fraction=0.5, seed="seed-a", max_holdout=100, min_holdout=0)
+    now = SplitConfig(holdout_fraction=fraction, seed=seed, max_holdout=100, min_holdout=0)
+    earlier, _ = split.assign(members, before, {}, pairs)
+    previous = {m.trace_id: earlier[m.trace_id] for m in members[:cut] if m.trace_id in earlier}
+    kept, stats = split.assign(members, now, previous, pairs)
+    scratch, _ = split.assign(members, now, {}, pairs)
+    assert all(kept[t] == side for t, side in previous.items())
+    assert stats.sticky_overrides == sum(1 for t, side in previous.items() if scratch.get(t) != side)
+
+
 def test_group_keys_are_shown_the_same_way_in_sql_and_python() -> None:
     import duckdb
 
