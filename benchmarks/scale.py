@@ -6,7 +6,7 @@ For each Dask run it prints the wall seconds of the stages, the seconds the work
 partition work (`curation.exchange.process_file`), the orchestration overhead (wall time of the
 stages not covered by partition work or by the flow's own database work, as a share of the wall
 time), and whether train/holdout are byte-identical to the local run's. The peer is the 1-worker run:
-the speed-up 1 -> 2 workers is the figure.
+the speed-up 1 -> 2 workers is the figure, in all and per stage.
 
     python benchmarks/scale.py --records 200000 [--partition-rows 5000]
 """
@@ -42,7 +42,13 @@ def run(db: Path, out: Path, dask: str, config: str) -> dict[str, Any]:
     wall = time.perf_counter() - started
     stages = sum(s["seconds"] for s in summary["stages"].values())
     used = summary.get("dask", {"worker_seconds": 0.0, "partitions": 0})
-    return {"wall": wall, "stages": stages, "compute": used["worker_seconds"], "partitions": used["partitions"]}
+    return {
+        "wall": wall,
+        "stages": stages,
+        "per_stage": {name: s["seconds"] for name, s in summary["stages"].items()},
+        "compute": used["worker_seconds"],
+        "partitions": used["partitions"],
+    }
 
 
 def same(a: Path, b: Path) -> bool:
@@ -79,7 +85,11 @@ def main() -> None:
                     f"{same(tmp / 'local-ds', tmp / f'{label}-ds')}"
                 )
             print(line, flush=True)
-        print(f"speed-up 1 -> 2 workers: {results['dask-1']['stages'] / results['dask-2']['stages']:.2f}x")
+            print("         " + ", ".join(f"{name} {sec:.1f}s" for name, sec in r["per_stage"].items()), flush=True)
+        one, two = results["dask-1"], results["dask-2"]
+        print(f"speed-up 1 -> 2 workers: {one['stages'] / two['stages']:.2f}x")
+        ratios = {n: one["per_stage"][n] / max(two["per_stage"][n], 1e-9) for n in one["per_stage"]}
+        print("  per stage: " + ", ".join(f"{n} {x:.2f}x" for n, x in ratios.items()))
 
 
 if __name__ == "__main__":
