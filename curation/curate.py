@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from curation import decisions, export, filters, stage, tokens, versions
+from curation import decisions, export, filters, rule_base, stage, tokens, versions
 from curation.dedupe import DedupeStage
 from curation.gates import LeakGateStage, ReviewStage
 from curation.quality import ExportCheckStage, FilterStage
@@ -49,7 +49,7 @@ def preflight(cfg: Config, out: Path | None = None) -> None:
     """Check what only a run can check before any stage works: the rules named in filter.disabled, the
     tokenizer, the JSON schema file and (with `out`) a writable dataset folder. Errors name the key or path."""
     filters.active_rules(cfg.filter)
-    filters.load_schema(cfg.filter.expect_json_schema)
+    rule_base.load_schema(cfg.filter.expect_json_schema)
     if cfg.filter.tokenizer != "approx":
         try:
             tokens.counter(cfg.filter.tokenizer)

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from curation import export, filters
+from curation import export, filters, rule_base
 from curation.stage import rows
 from curation.store import Store
 from curation.tokens import joined_counter
@@ -69,7 +69,7 @@ class FilterStage(VerdictStage):
         """Each candidate's first reason; when the batch fails, one by one, so only the bad trace fails."""
         try:
             return list(zip(candidates, filters.judge(candidates, self.cfg.filter), strict=True))
-        except filters.RuleError:
+        except rule_base.RuleError:
             raise
         except Exception:
             return [

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from curation import export, filters, report
+from curation import export, report, rule_base
 from curation.redact_stage import redact_texts
 from curation.store import Store
 from schemas.config import Config, config_hash
@@ -120,7 +120,7 @@ def write(store: Store, cfg: Config, kept: str, summary: dict[str, Any], out: Pa
             content_hash=digest,
             config_hash=config_hash(cfg),
             system_prompt=cfg.export.system_prompt,
-            expect_json_schema=filters.load_schema(cfg.filter.expect_json_schema),
+            expect_json_schema=rule_base.load_schema(cfg.filter.expect_json_schema),
             counts=payload["funnel_counts"],
             reasons=payload["reasons"],
             inputs=inputs,

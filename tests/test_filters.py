@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from curation import filters, tokens
+from curation import filters, rule_base, tokens
 from schemas.config import FilterConfig
 from tracetune.cli import app
 
@@ -291,10 +291,10 @@ def test_rules_run_in_the_documented_order() -> None:
     assert list(filters.BY_NAME) == [r.name for r in filters.RULES]
 
 
-def _local_rule(code: str) -> tuple[list[filters.Rule], filters.Rule]:
-    registry: list[filters.Rule] = []
+def _local_rule(code: str) -> tuple[list[rule_base.Rule], rule_base.Rule]:
+    registry: list[rule_base.Rule] = []
 
-    @filters.rule("odd", "task", reasons=("odd_one",), doc="a rule for this test only", into=registry)
+    @rule_base.rule("odd", "task", reasons=("odd_one",), doc="a rule for this test only", into=registry)
     def odd(t: filters.Candidate, ctx: filters.Context) -> str | None:
         return code
 
@@ -308,21 +308,21 @@ def test_an_undeclared_reason_is_a_rule_error(monkeypatch: pytest.MonkeyPatch) -
     assert declared.reason(cand(), ctx) == "odd_one"
     registry, undeclared = _local_rule("surprise")
     assert [r.name for r in filters.RULES] == names  # registering into a local list leaves the global one alone
-    with pytest.raises(filters.RuleError, match=r"'odd' returned reason 'surprise'.*declared: odd_one"):
+    with pytest.raises(rule_base.RuleError, match=r"'odd' returned reason 'surprise'.*declared: odd_one"):
         undeclared.reason(cand(), ctx)
-    assert issubclass(filters.RuleError, ValueError)
+    assert issubclass(rule_base.RuleError, ValueError)
     monkeypatch.setattr(filters, "RULES", registry)
     monkeypatch.setattr(filters, "BY_NAME", {undeclared.name: undeclared})
-    with pytest.raises(filters.RuleError, match="surprise"):
+    with pytest.raises(rule_base.RuleError, match="surprise"):
         filters.judge([cand()], FilterConfig(tokenizer="approx"))
 
 
 def test_registration_errors() -> None:
     registry, _ = _local_rule("odd_one")
     with pytest.raises(ValueError, match="registered twice"):
-        filters.rule("odd", "task", reasons=("x",), doc="again", into=registry)(lambda t, ctx: None)
+        rule_base.rule("odd", "task", reasons=("x",), doc="again", into=registry)(lambda t, ctx: None)
     with pytest.raises(ValueError, match="unknown filter key"):
-        filters.rule("other", "task", reasons=("x",), keys=("no_such_key",), doc="typo", into=registry)(
+        rule_base.rule("other", "task", reasons=("x",), keys=("no_such_key",), doc="typo", into=registry)(
             lambda t, ctx: None
         )
 
