@@ -13,27 +13,29 @@ from schemas.config import Config, config_hash
 
 def record(store: Store, stages: list[Stage], cfg: Config) -> None:
     """Rewrite `decisions` for every trace the run curated (the first stage's input): each stage's drops
-    among its input, then the split's keeps; a trace no stage accounts for (a run cut short) is
+    among its input, in pipeline order (the first stage that dropped a trace gives its row), then the
+    split's keeps; a trace no stage accounts for (a run cut short) is
     `curate:not_reached`. Traces ingested after the run's snapshot get no row until a run curates them."""
-    drops = " UNION ALL ".join(
+    last = stages[-1]
+    keeps = (  # session and user ids are raw input: the group is shown hashed
+        f"SELECT s.trace_id, 'split' AS stage, 'keep' AS verdict, NULL AS reason, json_object('split', s.split, "
+        f"'group', {split.shown_group_sql('s.group_key')})::VARCHAR AS detail "
+        f"FROM splits s SEMI JOIN ({last.upstream}) u ON s.trace_id = u.trace_id"
+    )
+    outcomes = [  # in pipeline order: a trace's first drop wins, one stage at a time (no window over all)
         f"SELECT trace_id, '{s.name}' AS stage, 'drop' AS verdict, reason, coalesce(detail, '{{}}') AS detail "
         f"FROM ({s.dropped()})"
         for s in stages
-    )
-    last = stages[-1]
-    keeps = (  # session and user ids are raw input: the group is shown hashed
-        f"SELECT s.trace_id, 'split', 'keep', NULL, json_object('split', s.split, 'group', "
-        f"{split.shown_group_sql('s.group_key')})::VARCHAR "
-        f"FROM splits s SEMI JOIN ({last.upstream}) u ON s.trace_id = u.trace_id"
-    )
+    ]
     with store.transaction() as con:
         con.execute("DELETE FROM decisions")
-        con.execute(
-            "INSERT INTO decisions (trace_id, stage, verdict, reason, detail, config_hash) "
-            f"SELECT trace_id, stage, verdict, reason, detail, ? FROM ({drops} UNION ALL {keeps}) "
-            "QUALIFY row_number() OVER (PARTITION BY trace_id ORDER BY verdict = 'keep') = 1",
-            [config_hash(cfg)],
-        )
+        for outcome in [*outcomes, keeps]:
+            con.execute(
+                "INSERT INTO decisions (trace_id, stage, verdict, reason, detail, config_hash) "
+                f"SELECT DISTINCT ON (trace_id) trace_id, stage, verdict, reason, detail, ? FROM ({outcome}) o "
+                "WHERE NOT EXISTS (SELECT 1 FROM decisions d WHERE d.trace_id = o.trace_id)",
+                [config_hash(cfg)],
+            )
         con.execute(
             "INSERT INTO decisions (trace_id, stage, verdict, reason, detail, config_hash) SELECT trace_id, 'curate', "
             f"'drop', 'not_reached', '{{}}', ? FROM ({stages[0].upstream}) "

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow as pa
 
 from curation import export, report, rule_base
 from curation.redact_stage import redact_texts
@@ -50,15 +51,22 @@ class Exported:
 
 
 def _stream(store: Store, kept: str, side: str, path: Path, content: Any) -> tuple[Side, FileEntry]:
-    """Write one side's rows to `path`, feeding them to the `content` hash as well."""
+    """Write one side's rows to `path`, feeding them to the `content` hash as well. The ids are sorted
+    first and the rows fetched `FETCH` ids at a time, so no sort holds the rows' text."""
     out, digest, size = Side(), hashlib.sha256(), 0
-    cur = store.con.execute(
-        f"SELECT e.trace_id, e.row, e.tokens FROM export_rows e JOIN splits s USING (trace_id) SEMI JOIN ({kept}) k "
+    ids = store.con.execute(
+        f"SELECT e.trace_id FROM export_rows e JOIN splits s USING (trace_id) SEMI JOIN ({kept}) k "
         "ON e.trace_id = k.trace_id WHERE s.split = ? ORDER BY e.trace_id",
         [side],
-    )
+    ).fetchall()
     with path.open("wb") as f:
-        while batch := cur.fetchmany(FETCH):
+        for start in range(0, len(ids), FETCH):
+            store.con.register("_ids", pa.table({"trace_id": [t for (t,) in ids[start : start + FETCH]]}))
+            batch = store.con.execute(
+                "SELECT e.trace_id, e.row, e.tokens FROM export_rows e SEMI JOIN _ids i USING (trace_id) "
+                "ORDER BY e.trace_id"
+            ).fetchall()
+            store.con.unregister("_ids")
             data = b"".join(row.encode() + b"\n" for _, row, _ in batch)
             f.write(data)
             digest.update(data)
