@@ -19,6 +19,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,56 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 COMPARED = ("train.jsonl", "holdout.jsonl", "trace_ids.json")
 
 
+class CpuMeter:
+    """Core-seconds used by this process and by each kind of descendant while it runs (the
+    descendants' last sample before they exit: at most 0.5 s of each is missed)."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.me = psutil.Process()
+        self.seen: dict[int, tuple[str, float]] = {}
+        self.before = {p.pid: _cpu(p) for p in self.me.children(recursive=True)}
+        self.own = _cpu(self.me)
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self.done.is_set():
+            for p in self.me.children(recursive=True):
+                try:
+                    kind = "server" if "uvicorn" in " ".join(p.cmdline()) or "server" in p.name() else "workers"
+                    self.seen[p.pid] = (kind, _cpu(p) - self.before.get(p.pid, 0.0))
+                except psutil.Error:
+                    continue
+            time.sleep(0.5)
+
+    def stop(self) -> dict[str, float]:
+        """{"flow", "workers", "server"} core-seconds since the meter started."""
+        self.done.set()
+        self.thread.join()
+        used = {"flow": _cpu(self.me) - self.own, "workers": 0.0, "server": 0.0}
+        for kind, sec in self.seen.values():
+            used[kind] += sec
+        return used
+
+
+def _cpu(p: Any) -> float:
+    t = p.cpu_times()
+    return float(t.user + t.system)
+
+
 def run(db: Path, out: Path, dask: str, config: str) -> dict[str, Any]:
     from flows.curate import curate_flow
 
+    meter = CpuMeter()
     started = time.perf_counter()
     summary = curate_flow(None, str(db), config, out=str(out), announce=False, dask=dask)
     wall = time.perf_counter() - started
+    cpu = meter.stop()
     stages = sum(s["seconds"] for s in summary["stages"].values())
     used = summary.get("dask", {"worker_seconds": 0.0, "partitions": 0})
     return {
@@ -48,6 +93,8 @@ def run(db: Path, out: Path, dask: str, config: str) -> dict[str, Any]:
         "per_stage": {name: s["seconds"] for name, s in summary["stages"].items()},
         "compute": used["worker_seconds"],
         "partitions": used["partitions"],
+        "cpu": cpu,
+        "analyzed": summary["stages"]["redact"]["detail"].get("analyzed", 0),
     }
 
 
@@ -86,8 +133,22 @@ def main() -> None:
                 )
             print(line, flush=True)
             print("         " + ", ".join(f"{name} {sec:.1f}s" for name, sec in r["per_stage"].items()), flush=True)
+            cpu, cores = r["cpu"], os.cpu_count() or 1
+            total = sum(cpu.values())
+            print(
+                f"         CPU core-s: flow process {cpu['flow']:.1f}, workers {cpu['workers']:.1f}, Prefect server "
+                f"{cpu['server']:.1f}; total {total:.1f} = {total / (cores * r['wall']):.0%} of {cores} cores x wall; "
+                f"texts analyzed for PII {r['analyzed']:,}",
+                flush=True,
+            )
         one, two = results["dask-1"], results["dask-2"]
         print(f"speed-up 1 -> 2 workers: {one['stages'] / two['stages']:.2f}x")
+        cores = os.cpu_count() or 1
+        floor = sum(two["cpu"].values()) / cores
+        print(
+            f"  the 2-worker run needed {sum(two['cpu'].values()):.1f} core-s: on {cores} cores no less than "
+            f"{floor:.1f}s of wall, a speed-up of at most {one['wall'] / floor:.2f}x over the 1-worker run's wall"
+        )
         ratios = {n: one["per_stage"][n] / max(two["per_stage"][n], 1e-9) for n in one["per_stage"]}
         print("  per stage: " + ", ".join(f"{n} {x:.2f}x" for n, x in ratios.items()))
 

@@ -153,7 +153,11 @@ def rows(part: pa.Table) -> Iterator[tuple[Any, ...]]:
 
 
 def partitions(store: Store, stage: Stage, rows: int) -> tuple[int, Iterator[pa.Table]]:
-    """(number of pending traces, their partitions of `rows` in trace-id order with the stage's columns)."""
+    """(number of pending traces, their partitions of `rows` in trace-id order with the stage's columns).
+
+    The pending traces' columns are copied once into a temporary table in partition order (DuckDB
+    spills it beyond its memory cap), so reading a partition scans that partition only, not the
+    whole store: the reads cost O(store) per run, not O(store) per partition."""
     query = stage.pending()
     if query is None:
         return 0, iter(())
@@ -161,22 +165,26 @@ def partitions(store: Store, stage: Stage, rows: int) -> tuple[int, Iterator[pa.
     con = store.con
     con.execute("DROP TABLE IF EXISTS _pending")
     con.execute(
-        f"CREATE TEMP TABLE _pending AS SELECT trace_id, row_number() OVER (ORDER BY trace_id) - 1 AS k FROM ({sql})",
+        f"CREATE TEMP TABLE _pending AS SELECT trace_id, row_number() OVER (ORDER BY trace_id) - 1 AS _k FROM ({sql})",
         params,
     )
     row = con.execute("SELECT count(*) FROM _pending").fetchall()
     total = int(row[0][0]) if row else 0
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _pending_rows AS SELECT p._k, {stage.columns()} FROM _pending p "
+        f"JOIN traces t USING (trace_id) {stage.joins()} ORDER BY p._k"
+    )
+    con.execute("DROP TABLE _pending")
 
     def read() -> Iterator[pa.Table]:
         try:
             for start in range(0, total, rows):
                 yield store.arrow(
-                    f"SELECT {stage.columns()} FROM _pending p JOIN traces t USING (trace_id) {stage.joins()} "
-                    "WHERE p.k >= ? AND p.k < ? ORDER BY t.trace_id",
+                    "SELECT * EXCLUDE (_k) FROM _pending_rows WHERE _k >= ? AND _k < ? ORDER BY _k",
                     [start, start + rows],
                 )
         finally:
-            con.execute("DROP TABLE IF EXISTS _pending")
+            con.execute("DROP TABLE IF EXISTS _pending_rows")
 
     return total, read()
 

@@ -53,27 +53,29 @@ class Exported:
 def _stream(store: Store, kept: str, side: str, path: Path, content: Any) -> tuple[Side, FileEntry]:
     """Write one side's rows to `path`, feeding them to the `content` hash as well. The ids are sorted
     first and the rows fetched `FETCH` ids at a time, so no sort holds the rows' text."""
-    out, digest, size = Side(), hashlib.sha256(), 0
+    digest, size = hashlib.sha256(), 0
     ids = store.con.execute(
         f"SELECT e.trace_id FROM export_rows e JOIN splits s USING (trace_id) SEMI JOIN ({kept}) k "
         "ON e.trace_id = k.trace_id WHERE s.split = ? ORDER BY e.trace_id",
         [side],
     ).fetchall()
+    out = Side(ids=[t for (t,) in ids])
+    del ids
     with path.open("wb") as f:
-        for start in range(0, len(ids), FETCH):
-            store.con.register("_ids", pa.table({"trace_id": [t for (t,) in ids[start : start + FETCH]]}))
+        for start in range(0, len(out.ids), FETCH):
+            store.con.register("_ids", pa.table({"trace_id": out.ids[start : start + FETCH]}))
             batch = store.con.execute(
-                "SELECT e.trace_id, e.row, e.tokens FROM export_rows e SEMI JOIN _ids i USING (trace_id) "
-                "ORDER BY e.trace_id"
+                "SELECT e.row, e.tokens FROM export_rows e SEMI JOIN _ids i USING (trace_id) ORDER BY e.trace_id"
             ).fetchall()
             store.con.unregister("_ids")
-            data = b"".join(row.encode() + b"\n" for _, row, _ in batch)
+            data = b"".join(row.encode() + b"\n" for row, _ in batch)
             f.write(data)
             digest.update(data)
             content.update(data)
             size += len(data)
-            out.ids += [t for t, _, _ in batch]
-            out.tokens += [n for _, _, n in batch]
+            out.tokens += [n for _, n in batch]
+    if len(out.tokens) != len(out.ids):
+        raise DatasetError(f"{path.name}: {len(out.ids)} rows selected but {len(out.tokens)} read back")
     return out, FileEntry(sha256=digest.hexdigest(), bytes=size, rows=len(out.ids))
 
 

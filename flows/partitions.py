@@ -41,11 +41,18 @@ def local_workers(where: str) -> int | None:
 
 def task_runner(where: str) -> DaskTaskRunner:
     """prefect-dask's runner for `where`: "local:N" (a LocalCluster of N single-threaded worker
-    processes, started for the run) or a scheduler address ("tcp://host:8786")."""
+    processes, started for the run: no numba threads beside the worker's one, as Dask already does for
+    BLAS) or a scheduler address ("tcp://host:8786")."""
     n = local_workers(where)
     if n is None:
         return DaskTaskRunner(address=where)
-    kwargs = {"n_workers": n, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
+    kwargs = {
+        "n_workers": n,
+        "threads_per_worker": 1,
+        "processes": True,
+        "dashboard_address": None,
+        "env": {"NUMBA_NUM_THREADS": "1"},
+    }
     return DaskTaskRunner(cluster_kwargs=kwargs)
 
 
