@@ -117,7 +117,7 @@ def main() -> None:
         config = tmp / "config.yaml"
         config.write_text(f"curate:\n  partition_rows: {args.partition_rows}\n")
         ingest([src], tmp / "base.duckdb", [])
-        results = {}
+        results, cores = {}, os.cpu_count() or 1
         for label, dask in (("local", ""), ("dask-1", "local:1"), ("dask-2", "local:2")):
             db = tmp / f"{label}.duckdb"
             shutil.copy(tmp / "base.duckdb", db)
@@ -133,8 +133,8 @@ def main() -> None:
                 )
             print(line, flush=True)
             print("         " + ", ".join(f"{name} {sec:.1f}s" for name, sec in r["per_stage"].items()), flush=True)
-            cpu, cores = r["cpu"], os.cpu_count() or 1
-            total = sum(cpu.values())
+            cpu = r["cpu"]
+            r["cpu_total"] = total = sum(cpu.values())
             print(
                 f"         CPU core-s: flow process {cpu['flow']:.1f}, workers {cpu['workers']:.1f}, Prefect server "
                 f"{cpu['server']:.1f}; total {total:.1f} = {total / (cores * r['wall']):.0%} of {cores} cores x wall; "
@@ -143,10 +143,9 @@ def main() -> None:
             )
         one, two = results["dask-1"], results["dask-2"]
         print(f"speed-up 1 -> 2 workers: {one['stages'] / two['stages']:.2f}x")
-        cores = os.cpu_count() or 1
-        floor = sum(two["cpu"].values()) / cores
+        floor = two["cpu_total"] / cores
         print(
-            f"  the 2-worker run needed {sum(two['cpu'].values()):.1f} core-s: on {cores} cores no less than "
+            f"  the 2-worker run needed {two['cpu_total']:.1f} core-s: on {cores} cores no less than "
             f"{floor:.1f}s of wall, a speed-up of at most {one['wall'] / floor:.2f}x over the 1-worker run's wall"
         )
         ratios = {n: one["per_stage"][n] / max(two["per_stage"][n], 1e-9) for n in one["per_stage"]}
